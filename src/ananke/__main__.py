@@ -1,0 +1,3 @@
+from ananke.cli import app
+
+app()

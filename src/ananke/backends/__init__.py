@@ -1,0 +1,20 @@
+"""Backends: how generation happens behind `Ananke`. Chosen by the endpoint's form."""
+
+from __future__ import annotations
+
+from ananke.backends.base import Backend, BackendResult
+from ananke.config import PyModalConfig
+
+
+def make_backend(config: PyModalConfig) -> Backend:
+    endpoint = config.endpoint
+    if endpoint.kind == "local":
+        from ananke.backends.local import LocalBackend
+
+        return LocalBackend(model_path=endpoint.model_path)
+    from ananke.backends.unavailable import UnavailableBackend
+
+    return UnavailableBackend(config)
+
+
+__all__ = ["Backend", "BackendResult", "make_backend"]

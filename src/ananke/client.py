@@ -1,0 +1,218 @@
+"""`Ananke`: compile → backend → validate, the same for every endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ananke.backends import make_backend
+from ananke.backends.base import Backend, BackendResult
+from ananke.config import (
+    DEFAULT_CACHE_SIZE,
+    ENV_API_KEY,
+    ENV_CACHE_SIZE,
+    ENV_ENDPOINT,
+    ENV_MODEL,
+    PyModalConfig,
+    check_non_negative_int,
+    env_int,
+    env_required,
+)
+from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits, validate
+from ananke.constraints.compiler import compile_constraints, constraints_hash
+from ananke.errors import ConfigurationError, GenerationTimeout, InvalidRequestError
+from ananke.prompting import extract_code, language_of
+from ananke.types import (
+    DEFAULT_MODEL,
+    PyConstraintIR,
+    PyGenerationMetadata,
+    PyGenerationRequest,
+    PyGenerationResponse,
+    PyProvenance,
+)
+
+_INIT_PARAMS = (
+    "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
+    "max_retries", "compile_limits",
+)  # fmt: skip
+
+
+class Ananke:
+    """Constrained generation against a local engine, an Ananke service or an OpenAI server.
+
+    The endpoint is parsed and checked here; the backend behind it starts lazily (a local model
+    loads on the first `generate`).
+    """
+
+    def __init__(
+        self,
+        modal_endpoint: str,
+        modal_api_key: str | None = None,
+        model: str = DEFAULT_MODEL,
+        timeout_secs: int = 300,
+        enable_cache: bool = True,
+        cache_size: int = 1000,
+        *,
+        max_retries: int = 3,
+        compile_limits: CompileLimits | None = None,
+    ) -> None:
+        self.config = PyModalConfig(
+            endpoint_url=modal_endpoint,
+            model=model,
+            api_key=modal_api_key,
+            timeout_secs=timeout_secs,
+            max_retries=max_retries,
+        )
+        check_non_negative_int("cache_size", cache_size)
+        if not isinstance(enable_cache, bool):
+            raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
+        self.compile_limits = compile_limits or CompileLimits()
+        self._cache = CompileCache(limit=cache_size, enabled=enable_cache)
+        self._backend: Backend = make_backend(self.config)
+
+    def __repr__(self) -> str:
+        stats = self._cache.stats()
+        return (
+            f"Ananke(endpoint={self.config.endpoint_url!r}, model={self._backend.model_name!r}, "
+            f"timeout_secs={self.config.timeout_secs}, cache={stats['size']}/{stats['limit']})"
+        )
+
+    @staticmethod
+    def from_env(**overrides: Any) -> Ananke:
+        """Build from MODAL_ENDPOINT, MODAL_API_KEY, MODAL_MODEL and ANANKE_CACHE_SIZE.
+
+        Keyword overrides win over the environment, e.g. `Ananke.from_env(cache_size=500)`.
+        """
+        unknown = set(overrides) - set(_INIT_PARAMS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown Ananke.from_env override(s): {sorted(unknown)}; known: {list(_INIT_PARAMS)}"
+            )
+        settings: dict[str, Any] = {
+            "modal_endpoint": overrides.pop("modal_endpoint", None) or env_required(ENV_ENDPOINT),
+            "modal_api_key": os.environ.get(ENV_API_KEY) or None,
+            "model": os.environ.get(ENV_MODEL) or DEFAULT_MODEL,
+        }
+        if "cache_size" not in overrides:
+            settings["cache_size"] = env_int(ENV_CACHE_SIZE, DEFAULT_CACHE_SIZE)
+        settings.update(overrides)
+        return Ananke(**settings)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Ananke:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+
+    # ------------------------------------------------------------------ constraints
+
+    async def _compiled(self, constraints: list[PyConstraintIR]) -> tuple[CompiledConstraints, bool]:
+        if not isinstance(constraints, (list, tuple)) or not all(
+            isinstance(c, PyConstraintIR) for c in constraints
+        ):
+            raise InvalidRequestError("constraints must be a list of PyConstraintIR")
+        key = constraints_hash(list(constraints))
+        return await asyncio.to_thread(
+            self._cache.get_or_compile,
+            key,
+            lambda: compile_constraints(list(constraints), self.compile_limits),
+        )
+
+    async def compile_constraints(self, constraints: list[PyConstraintIR]) -> dict:
+        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …}`; cached."""
+        compiled, hit = await self._compiled(constraints)
+        return {**compiled.to_dict(), "cache_hit": hit}
+
+    async def clear_cache(self) -> None:
+        self._cache.clear()
+
+    async def cache_stats(self) -> dict[str, int]:
+        """`size` and `limit`, plus `hits`, `misses`, `evictions` and `enabled` (0/1)."""
+        return self._cache.stats()
+
+    # ------------------------------------------------------------------ generation
+
+    async def health_check(self) -> bool:
+        """True when the backend can serve; False (never an exception) when it cannot."""
+        return await self._backend.health()
+
+    async def generate(self, request: PyGenerationRequest) -> PyGenerationResponse:
+        """Generate, validate and describe one output. Raises AnankeError / GenerationTimeout."""
+        async for item in self.generate_stream(request):
+            if isinstance(item, PyGenerationResponse):
+                return item
+        raise AssertionError("generate_stream ended without a response")  # pragma: no cover
+
+    async def generate_stream(
+        self, request: PyGenerationRequest
+    ) -> AsyncIterator[str | PyGenerationResponse]:
+        """Text deltas as the model writes them, then the full `PyGenerationResponse`.
+
+        `timeout_secs` bounds the whole generation; on timeout (or when the consumer stops
+        iterating) decoding stops and `GenerationTimeout` is raised.
+        """
+        if not isinstance(request, PyGenerationRequest):
+            raise InvalidRequestError(f"generate expects a PyGenerationRequest, got {type(request)}")
+        timeout = self.config.timeout_secs
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - loop.time())
+
+        stream = None
+        try:
+            compiled, hit = await asyncio.wait_for(self._compiled(request.constraints_ir), remaining())
+            stream = self._backend.stream(request, compiled)
+            while True:
+                item = await asyncio.wait_for(anext(stream), remaining())
+                if isinstance(item, BackendResult):
+                    break
+                yield item
+        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
+            raise GenerationTimeout(f"generation took longer than timeout_secs={timeout}") from None
+        finally:
+            if stream is not None:
+                await stream.aclose()
+        yield await asyncio.to_thread(self._response, request, compiled, hit, item)
+
+    def _response(
+        self,
+        request: PyGenerationRequest,
+        compiled: CompiledConstraints,
+        hit: bool,
+        result: BackendResult,
+    ) -> PyGenerationResponse:
+        validation = validate(result.text, request.constraints_ir)
+        code = result.text if request.constraints_ir else extract_code(result.text, language_of(request))
+        tokens = result.tokens_generated
+        return PyGenerationResponse(
+            code=code,
+            text=result.text,
+            provenance=PyProvenance(
+                model=result.model,
+                timestamp=int(time.time()),
+                constraints_applied=[c.name for c in request.constraints_ir],
+                original_intent=request.prompt,
+            ),
+            validation=validation,
+            metadata=PyGenerationMetadata(
+                tokens_generated=tokens,
+                generation_time_ms=round(result.generation_time_ms),
+                avg_token_time_us=round(result.generation_time_ms * 1000 / tokens) if tokens else 0,
+                constraint_compile_time_ms=0 if hit else round(compiled.compile_time_ms),
+                prompt_tokens=result.prompt_tokens,
+                forced_tokens=result.forced_tokens,
+                mask_time_us=round(result.mask_time_us),
+                finish_reason=result.finish_reason,
+                cache_hit=hit,
+            ),
+        )

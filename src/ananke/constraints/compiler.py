@@ -1,0 +1,322 @@
+"""Constraint compiler: a list of `PyConstraintIR` → one llguidance grammar + a stable hash.
+
+Semantics (DESIGN.md): every field of every constraint must hold. What one llguidance grammar
+can enforce exactly is enforced per token:
+
+* regexes only (from any number of constraints): their intersection, as one lexeme `/a/ & /b/`;
+* otherwise the first JSON schema or grammar (in request order).
+
+Everything else is listed in `validated_only`: it is not enforced while decoding, only checked
+by the independent validator afterwards. Nothing is claimed enforced that is not.
+
+Compilation is model-independent: grammars are checked with llguidance's validator over a
+256-byte tokenizer, so a compiled constraint can be hashed, cached and sent to any engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import llguidance as llg
+from llguidance.gbnf_to_lark import gbnf_to_lark
+
+from ananke.errors import ConstraintCompileError
+from ananke.types import PyConstraintIR
+
+# Bump when the compiled output for the same input changes; part of every hash.
+COMPILER_VERSION = "ananke-compiler/1"
+
+# JSON output is compact (no free whitespace): a small model cannot wander off into blank lines,
+# and the token count stays minimal. A schema may still override this via "x-guidance".
+JSON_DEFAULTS = {"whitespace_flexible": False}
+
+_START_RULE = re.compile(r"^\s*[?!]?start\s*:", re.MULTILINE)
+_ROOT_RULE = re.compile(r"^\s*[?!]?root\s*:", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class CompileLimits:
+    """Caps that keep any input from stalling the process ("grammar bombs")."""
+
+    max_input_bytes: int = 1 << 20  # per field of a constraint
+    time_budget_s: float = 10.0  # wall clock for one compile
+    max_grammar_size: int = 500_000  # llguidance symbols
+    initial_lexer_fuel: int = 1_000_000
+    max_lexer_states: int = 250_000
+
+    def parser_limits(self) -> llg.LLParserLimits:
+        return llg.LLParserLimits(
+            max_grammar_size=self.max_grammar_size,
+            initial_lexer_fuel=self.initial_lexer_fuel,
+            max_lexer_states=self.max_lexer_states,
+            verbose_errors=False,  # errors may reach HTTP clients; keep them free of internals
+        )
+
+
+@dataclass(frozen=True)
+class CompiledConstraints:
+    """The immutable, cacheable result of compiling a constraint list.
+
+    `grammar` is None when nothing is enforced (an empty list).
+    """
+
+    hash: str
+    grammar: str | None
+    enforced: tuple[str, ...] = ()
+    validated_only: tuple[str, ...] = ()
+    compiled_at: int = 0
+    compile_time_ms: float = 0.0
+    constraint_names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `compile_constraints` answer (API.md keys first)."""
+        return {
+            "hash": self.hash,
+            "compiled_at": self.compiled_at,
+            "schema": self.grammar or "",
+            "enforced": list(self.enforced),
+            "validated_only": list(self.validated_only),
+            "compile_time_ms": round(self.compile_time_ms, 3),
+            "warnings": list(self.warnings),
+        }
+
+
+def constraints_hash(constraints: list[PyConstraintIR]) -> str:
+    """SHA-256 over the compiler version and each constraint's fields, in order, as given.
+
+    Covers: COMPILER_VERSION, and for every constraint its name, json_schema text, grammar text
+    and regex list, byte for byte. Schemas are not re-serialised: key order changes the output
+    (llguidance emits properties in schema order), so two spellings are two constraints.
+    Independent of process, machine, Python hash seed and llguidance version.
+    """
+    payload = [COMPILER_VERSION] + [
+        [c.name, c.json_schema, c.grammar, list(c.regex_patterns)] for c in constraints
+    ]
+    data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+class _ByteTokens:
+    """A 256-byte vocabulary plus EOS: enough for llguidance to check and run any grammar."""
+
+    def __init__(self) -> None:
+        self.eos_token_id = 256
+        self.bos_token_id = None
+        self.tokens = [bytes([i]) for i in range(256)] + [b"\xff<eos>"]
+        self.special_token_ids = [256]
+
+    def __call__(self, data: bytes) -> list[int]:
+        return list(data)
+
+
+_byte_tokenizer: llg.LLTokenizer | None = None
+_byte_tokenizer_lock = threading.Lock()
+
+
+def byte_tokenizer() -> llg.LLTokenizer:
+    global _byte_tokenizer
+    with _byte_tokenizer_lock:
+        if _byte_tokenizer is None:
+            _byte_tokenizer = llg.LLTokenizer(llg.TokenizerWrapper(_ByteTokens()), slices=[])
+        return _byte_tokenizer
+
+
+# ---------------------------------------------------------------- one field → llguidance text
+
+
+def parse_schema(name: str, text: str) -> dict | bool:
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConstraintCompileError(
+            f"json_schema is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            name,
+        ) from None
+    if not isinstance(schema, (dict, bool)):
+        raise ConstraintCompileError(
+            f"json_schema must be a JSON object or boolean, got {type(schema).__name__}", name
+        )
+    return schema
+
+
+def schema_grammar(name: str, text: str) -> str:
+    schema = parse_schema(name, text)
+    try:
+        return llg.LLMatcher.grammar_from_json_schema(
+            json.dumps(schema) if isinstance(schema, bool) else text, defaults=JSON_DEFAULTS
+        )
+    except ValueError as exc:
+        raise ConstraintCompileError(f"json_schema rejected: {exc}", name) from None
+
+
+def normalise_regex(pattern: str) -> str:
+    """Drop a leading `^`/`\\A` and a trailing unescaped `$`/`\\Z`: llguidance matches whole text."""
+    if pattern.startswith("^"):
+        pattern = pattern[1:]
+    elif pattern.startswith("\\A"):
+        pattern = pattern[2:]
+    if pattern.endswith("\\Z") and _unescaped_at(pattern, len(pattern) - 2):
+        pattern = pattern[:-2]
+    elif pattern.endswith("$") and _unescaped_at(pattern, len(pattern) - 1):
+        pattern = pattern[:-1]
+    return pattern
+
+
+def _unescaped_at(text: str, index: int) -> bool:
+    backslashes = len(text[:index]) - len(text[:index].rstrip("\\"))
+    return backslashes % 2 == 0
+
+
+def regex_lexeme(name: str, index: int, pattern: str) -> str:
+    """The pattern as a Lark `/…/` lexeme, after Python's own syntax check (for the position)."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConstraintCompileError(
+            f"regex_patterns[{index}] {pattern!r} is invalid at position {exc.pos}: {exc.msg}", name
+        ) from None
+    return "/" + llg.regex_to_lark(normalise_regex(pattern), "") + "/"
+
+
+def grammar_to_lark(name: str, text: str) -> str:
+    """Lark (with `start:` or the seed's `root:`) or GBNF (`::=`) → llguidance Lark."""
+    if "::=" in text:
+        try:
+            return gbnf_to_lark(text)  # maps GBNF's `root` to `start`
+        except Exception as exc:  # the converter raises bare Exceptions with a line number
+            raise ConstraintCompileError(f"invalid GBNF grammar: {exc}", name) from None
+    if _START_RULE.search(text):
+        return text
+    if _ROOT_RULE.search(text):
+        return "start: root\n" + text
+    raise ConstraintCompileError("grammar has no start rule: define `start:` (or `root:`)", name)
+
+
+def part_grammar(name: str, kind: str, text: str) -> str:
+    """The llguidance grammar of one field: kind is json_schema, grammar or a Lark lexeme."""
+    if kind == "json_schema":
+        return schema_grammar(name, text)
+    if kind == "grammar":
+        return llg.LLMatcher.grammar_from_lark(grammar_to_lark(name, text))
+    return llg.LLMatcher.grammar_from_lark(f"start: {text}")
+
+
+def _explain(error: str) -> str:
+    """Make llguidance's terse errors say what a user can act on."""
+    match = re.search(r"Unimplemented keys: \[(.*?)\]", error)
+    if match:
+        keys = ", ".join(k.strip().strip('"') for k in match.group(1).split(","))
+        return f"unsupported JSON Schema keyword(s): {keys} (cannot be enforced, so not accepted)"
+    match = re.search(r"Unknown format: (\S+)", error)
+    if match:
+        return f"unsupported JSON Schema format: {match.group(1)!r}"
+    return error.strip()
+
+
+def check_grammar(name: str | None, what: str, grammar: str, limits: CompileLimits) -> None:
+    error = llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
+    if error:
+        raise ConstraintCompileError(f"{what}: {_explain(error)}", name)
+
+
+# ---------------------------------------------------------------- the list → one grammar
+
+
+def _check_sizes(c: PyConstraintIR, limits: CompileLimits) -> None:
+    for label, text in [("json_schema", c.json_schema), ("grammar", c.grammar)] + [
+        (f"regex_patterns[{i}]", p) for i, p in enumerate(c.regex_patterns)
+    ]:
+        if text is not None and len(text.encode()) > limits.max_input_bytes:
+            raise ConstraintCompileError(
+                f"{label} is {len(text.encode())} bytes, over the {limits.max_input_bytes}-byte cap",
+                c.name,
+            )
+
+
+def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> CompiledConstraints:
+    start = time.perf_counter()
+    structural: list[tuple[str, str]] = []  # (label, grammar) of JSON schemas and grammars
+    regexes: list[tuple[str, str]] = []  # (label, lark lexeme)
+    for c in constraints:
+        if c.json_schema is None and c.grammar is None and not c.regex_patterns:
+            raise ConstraintCompileError("sets none of json_schema, grammar, regex_patterns", c.name)
+        _check_sizes(c, limits)
+        if c.json_schema is not None:
+            grammar = part_grammar(c.name, "json_schema", c.json_schema)
+            check_grammar(c.name, "json_schema", grammar, limits)
+            structural.append((f"{c.name}:json_schema", grammar))
+        if c.grammar is not None:
+            grammar = part_grammar(c.name, "grammar", c.grammar)
+            check_grammar(c.name, "grammar", grammar, limits)
+            structural.append((f"{c.name}:grammar", grammar))
+        for i, pattern in enumerate(c.regex_patterns):
+            lexeme = regex_lexeme(c.name, i, pattern)
+            check_grammar(
+                c.name,
+                f"regex_patterns[{i}] {pattern!r}",
+                part_grammar(c.name, "regex", lexeme),
+                limits,
+            )
+            regexes.append((f"{c.name}:regex[{i}]", lexeme))
+
+    if structural:
+        (label, grammar), rest = structural[0], structural[1:] + regexes
+        enforced, validated_only = [label], [lab for lab, _ in rest]
+    elif regexes:
+        lark = "start: ANANKE_RE\nANANKE_RE: " + " & ".join(lex for _, lex in regexes)
+        grammar = llg.LLMatcher.grammar_from_lark(lark)
+        check_grammar(None, "intersection of the regexes", grammar, limits)
+        enforced, validated_only = [lab for lab, _ in regexes], []
+    else:
+        grammar, enforced, validated_only = None, [], []
+
+    return CompiledConstraints(
+        hash=constraints_hash(constraints),
+        grammar=grammar,
+        enforced=tuple(enforced),
+        validated_only=tuple(validated_only),
+        compiled_at=int(time.time()),
+        compile_time_ms=(time.perf_counter() - start) * 1000,
+        constraint_names=tuple(c.name for c in constraints),
+    )
+
+
+def compile_constraints(
+    constraints: list[PyConstraintIR], limits: CompileLimits | None = None
+) -> CompiledConstraints:
+    """Compile within `limits.time_budget_s`, or raise ConstraintCompileError.
+
+    llguidance releases the GIL while it builds grammars, so the work runs on a helper thread and
+    the caller stops waiting at the budget. llguidance's own fuel limits bound the helper too.
+    """
+    limits = limits or CompileLimits()
+    if not isinstance(constraints, (list, tuple)) or not all(
+        isinstance(c, PyConstraintIR) for c in constraints
+    ):
+        raise ConstraintCompileError("constraints must be a list of PyConstraintIR")
+    names = [c.name for c in constraints]
+    if len(set(names)) != len(names):
+        raise ConstraintCompileError(f"constraint names must be unique, got {names}")
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = _compile(list(constraints), limits)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="ananke-compile", daemon=True)
+    worker.start()
+    worker.join(limits.time_budget_s)
+    if worker.is_alive():
+        raise ConstraintCompileError(f"compilation exceeded the time budget of {limits.time_budget_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

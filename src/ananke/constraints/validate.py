@@ -1,0 +1,126 @@
+"""Independent validation of an output against its constraints.
+
+This never looks at how the text was decoded. JSON Schema: `json.loads` then the `jsonschema`
+validator of the schema's draft (2020-12 by default) with format checking. Regex: full match
+with the `regex` module (with a timeout, so a catastrophic pattern cannot hang us). Grammar: a
+fresh llguidance matcher over single bytes, fed the text, must end in an accepting state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import llguidance as llg
+import referencing.exceptions
+import regex
+
+from ananke.constraints.compiler import byte_tokenizer, parse_schema, part_grammar
+from ananke.errors import ConstraintCompileError
+from ananke.types import PyConstraintIR, PyValidationResult
+
+REGEX_TIMEOUT_S = 2.0
+
+
+class NotChecked(Exception):
+    """The check could not run (not the same as passing or failing)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def check_json_schema(text: str, schema_text: str, name: str = "") -> str | None:
+    """None when `text` is JSON valid under the schema, else the reason."""
+    try:
+        instance = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        return f"output is not valid JSON: {exc}"
+    try:
+        schema = parse_schema(name, schema_text)
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+        validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    except jsonschema.exceptions.SchemaError as exc:
+        raise NotChecked(f"the schema itself is invalid: {exc.message}") from None
+    except referencing.exceptions.Unresolvable as exc:
+        raise NotChecked(f"the schema has an unresolvable $ref: {exc}") from None
+    except ConstraintCompileError as exc:
+        raise NotChecked(exc.reason) from None
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"JSON Schema violation at '/{where}': {error.message}"
+
+
+def check_regex(text: str, pattern: str) -> str | None:
+    try:
+        matched = regex.fullmatch(pattern, text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        raise NotChecked(f"regex {pattern!r} took over {REGEX_TIMEOUT_S} s to check") from None
+    except regex.error as exc:
+        raise NotChecked(f"regex {pattern!r} does not compile: {exc}") from None
+    return None if matched else f"output does not fully match regex {pattern!r}"
+
+
+def check_grammar(text: str, grammar_text: str, name: str = "") -> str | None:
+    try:
+        grammar = part_grammar(name, "grammar", grammar_text)
+    except ConstraintCompileError as exc:
+        raise NotChecked(exc.reason) from None
+    matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+    if matcher.is_error():
+        raise NotChecked(f"grammar does not compile: {matcher.get_error()}")
+    data = text.encode()
+    consumed = matcher.try_consume_tokens(list(data))
+    if consumed < len(data):
+        where = data[:consumed].decode(errors="replace")
+        return (
+            f"output leaves the grammar at byte {consumed} "
+            f"(after {where[-40:]!r}, at {data[consumed : consumed + 20].decode(errors='replace')!r})"
+        )
+    if not matcher.is_accepting():
+        return "output is an incomplete sentence of the grammar (ends too early)"
+    return None
+
+
+def check_constraint(text: str, constraint: PyConstraintIR) -> str | None:
+    """None when every field of the constraint holds, else the reasons joined by '; '."""
+    reasons = []
+    if constraint.json_schema is not None:
+        reasons.append(check_json_schema(text, constraint.json_schema, constraint.name))
+    if constraint.grammar is not None:
+        reasons.append(check_grammar(text, constraint.grammar, constraint.name))
+    for pattern in constraint.regex_patterns:
+        reasons.append(check_regex(text, pattern))
+    failed = [r for r in reasons if r]
+    return "; ".join(failed) if failed else None
+
+
+def validate(text: str, constraints: list[PyConstraintIR]) -> PyValidationResult:
+    """One verdict per constraint; a check that could not run is `not_checked`, never satisfied."""
+    satisfied: list[str] = []
+    violated: list[str] = []
+    not_checked: list[str] = []
+    errors: dict[str, str] = {}
+    for constraint in constraints:
+        try:
+            reason = check_constraint(text, constraint)
+        except NotChecked as exc:
+            not_checked.append(constraint.name)
+            errors[constraint.name] = f"not checked: {exc}"
+            continue
+        if reason is None:
+            satisfied.append(constraint.name)
+        else:
+            violated.append(constraint.name)
+            errors[constraint.name] = reason
+    return PyValidationResult(
+        all_satisfied=not violated and not not_checked,
+        satisfied=satisfied,
+        violated=violated,
+        errors=errors,
+        not_checked=not_checked,
+    )

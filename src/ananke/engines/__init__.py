@@ -1,0 +1,1 @@
+"""Inference engines: token-level decoding with llguidance masks."""

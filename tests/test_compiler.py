@@ -1,0 +1,133 @@
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ananke import Ananke, ConstraintCompileError, PyConstraintIR
+from ananke.constraints import CompileLimits, compile_constraints, constraints_hash
+
+SEED_SCHEMA = (
+    '{"type": "object", "properties": {"result": {"type": "string"}, "status": {"type": "integer"}}}'
+)
+SEED_GRAMMAR = r"""root: "{" (key ":" value ("," key ":" value)*)? "}"
+key: /"[a-z_]+"/
+value: /[0-9]+/ | key
+"""
+SEED_EMAIL = r"^[a-zA-Z0-9._%+-]+@[a-zA-Z0-9.-]+\.[a-zA-Z]{2,}$"
+
+SEED_EXAMPLES = [
+    [PyConstraintIR("result_json", json_schema=SEED_SCHEMA)],
+    [PyConstraintIR("kv_grammar", grammar=SEED_GRAMMAR)],
+    [PyConstraintIR("email", regex_patterns=[SEED_EMAIL])],
+]
+
+
+@pytest.mark.parametrize("constraints", SEED_EXAMPLES, ids=["json", "grammar", "regex"])
+async def test_seed_examples_compile(constraints):
+    result = await Ananke("local").compile_constraints(constraints)
+    assert set(result) >= {"hash", "compiled_at", "schema"}
+    assert len(result["hash"]) == 64 and result["schema"]
+    assert result["enforced"] and not result["validated_only"]
+
+
+def test_hash_is_stable_across_processes():
+    code = (
+        "from ananke import PyConstraintIR as C; from ananke.constraints import constraints_hash;"
+        f"print(constraints_hash([C('result_json', json_schema={SEED_SCHEMA!r})]))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }  # fmt: skip
+    assert outputs == {constraints_hash(SEED_EXAMPLES[0])}
+
+
+def test_different_lists_give_different_hashes():
+    hashes = {constraints_hash(c) for c in SEED_EXAMPLES}
+    hashes.add(constraints_hash([PyConstraintIR("other_name", json_schema=SEED_SCHEMA)]))
+    hashes.add(constraints_hash(SEED_EXAMPLES[0] + SEED_EXAMPLES[2]))
+    hashes.add(constraints_hash([]))
+    assert len(hashes) == 6
+
+
+def test_gbnf_and_start_rule_forms_compile():
+    for grammar in ['root ::= "a" [0-9]+', 'start: "a" /[0-9]+/', '?start: "a"', 'root: "a"']:
+        assert compile_constraints([PyConstraintIR("g", grammar=grammar)]).grammar
+
+
+def test_regexes_are_intersected_and_enforced():
+    compiled = compile_constraints(
+        [
+            PyConstraintIR("a", regex_patterns=["^[a-z]+$", ".*x.*"]),
+            PyConstraintIR("b", regex_patterns=[r"\w{3}"]),
+        ]
+    )
+    assert compiled.enforced == ("a:regex[0]", "a:regex[1]", "b:regex[0]")
+    assert " & " in compiled.grammar
+
+
+def test_combination_reports_what_is_only_validated():
+    compiled = compile_constraints(
+        [
+            PyConstraintIR("j", json_schema='{"type": "string"}', regex_patterns=['"a.*"']),
+            PyConstraintIR("g", grammar='start: "\\"abc\\""'),
+        ]
+    )
+    assert compiled.enforced == ("j:json_schema",)
+    assert compiled.validated_only == ("g:grammar", "j:regex[0]")
+
+
+def test_empty_list_is_unconstrained():
+    compiled = compile_constraints([])
+    assert compiled.grammar is None and compiled.enforced == ()
+
+
+@pytest.mark.parametrize(
+    "constraint, fragment",
+    [
+        (PyConstraintIR("c", json_schema="{not json"), "not valid JSON"),
+        (PyConstraintIR("c", json_schema="[1, 2]"), "object or boolean"),
+        (PyConstraintIR("c", json_schema='{"not": {"type": "string"}}'), "keyword(s): not"),
+        (PyConstraintIR("c", json_schema='{"type": "array", "uniqueItems": true}'), "uniqueItems"),
+        (
+            PyConstraintIR("c", regex_patterns=["ok", "a(b"]),
+            "regex_patterns[1] 'a(b' is invalid at position 1",
+        ),
+        (PyConstraintIR("c", regex_patterns=["(?<=a)b"]), "look-around"),
+        (PyConstraintIR("c", grammar='start: "a"\nfoo: ( "b"'), "\n   2 | foo"),  # the line is shown
+        (PyConstraintIR("c", grammar="start: undefined_rule"), "undefined_rule"),
+        (PyConstraintIR("c", grammar='x: "a"'), "no start rule"),
+        (PyConstraintIR("c", grammar='root ::= "a" (((('), "GBNF"),
+        (PyConstraintIR("c"), "sets none of"),
+    ],
+)
+def test_compile_errors_name_constraint_and_cause(constraint, fragment):
+    with pytest.raises(ConstraintCompileError, match=re.escape(fragment)) as info:
+        compile_constraints([constraint])
+    assert info.value.constraint == "c"
+    assert isinstance(info.value, RuntimeError)
+
+
+def test_size_cap():
+    big = json.dumps({"type": "object", "description": "x" * 2000})
+    with pytest.raises(ConstraintCompileError, match="over the 1000-byte cap"):
+        compile_constraints([PyConstraintIR("c", json_schema=big)], CompileLimits(max_input_bytes=1000))
+    assert compile_constraints([PyConstraintIR("c", json_schema=big)]).grammar
+
+
+def test_time_budget():
+    # 400 alternatives of an exponential-ish regex: real work for the lexer builder.
+    heavy = "|".join(f"(a|b)*a(a|b){{{n % 12 + 8}}}" for n in range(400))
+    with pytest.raises(ConstraintCompileError, match=r"time budget|limit|fuel|too"):
+        compile_constraints([PyConstraintIR("c", regex_patterns=[heavy])], CompileLimits(time_budget_s=0.001))
+
+
+async def test_compile_error_from_client_is_runtime_error():
+    with pytest.raises(RuntimeError, match="uniqueItems"):
+        await Ananke("local").compile_constraints([PyConstraintIR("c", json_schema='{"uniqueItems": true}')])
