@@ -12,6 +12,7 @@ import importlib.util
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,6 +170,8 @@ def load_tokenizer(path: str, model: LoadedModel | None = None):
         if path in _tokenizers:
             return _tokenizers[path]
     model = model or load_model(path, vocab_only=True)
-    tokenizer = lltokenizer_from_vocab(model.vocab, eos_token=sorted(model.stop_tokens))
+    with warnings.catch_warnings():  # llguidance calls a llama.cpp function deprecated in 0.3.x
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tokenizer = lltokenizer_from_vocab(model.vocab, eos_token=sorted(model.stop_tokens))
     with _load_lock:
         return _tokenizers.setdefault(path, tokenizer)
