@@ -146,6 +146,13 @@ async def test_unconstrained_code_is_extracted_from_the_answer(client):
     assert response.validation.all_satisfied and response.validation.satisfied == []
 
 
+async def test_schema_in_prompt_can_be_turned_off():
+    request = _request(JSON_C, "Report the build as JSON.", max_tokens=8)
+    shown = await Ananke("local").generate(request)
+    hidden = await Ananke("local", schema_in_prompt=False).generate(request)
+    assert hidden.metadata.prompt_tokens < shown.metadata.prompt_tokens - 10
+
+
 async def test_request_that_cannot_fit_the_context_is_a_clear_error(client):
     with pytest.raises(InvalidRequestError, match="exceeds the 4096-token context"):
         await client.generate(_request(None, "hi", max_tokens=5000))

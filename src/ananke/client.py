@@ -36,7 +36,7 @@ from ananke.types import (
 
 _INIT_PARAMS = (
     "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
-    "max_retries", "compile_limits",
+    "max_retries", "compile_limits", "schema_in_prompt",
 )  # fmt: skip
 
 
@@ -44,7 +44,9 @@ class Ananke:
     """Constrained generation against a local engine, an Ananke service or an OpenAI server.
 
     The endpoint is parsed and checked here; the backend behind it starts lazily (a local model
-    loads on the first `generate`).
+    loads on the first `generate`). Keyword-only extras: `max_retries` (remote backends),
+    `compile_limits` (size/time caps, see CompileLimits) and `schema_in_prompt` (show JSON schemas
+    and regexes to the model in the system message; the decoder enforces them either way).
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class Ananke:
         *,
         max_retries: int = 3,
         compile_limits: CompileLimits | None = None,
+        schema_in_prompt: bool = True,
     ) -> None:
         self.config = PyModalConfig(
             endpoint_url=modal_endpoint,
@@ -71,7 +74,7 @@ class Ananke:
             raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
         self.compile_limits = compile_limits or CompileLimits()
         self._cache = CompileCache(limit=cache_size, enabled=enable_cache)
-        self._backend: Backend = make_backend(self.config)
+        self._backend: Backend = make_backend(self.config, schema_in_prompt=schema_in_prompt)
 
     def __repr__(self) -> str:
         stats = self._cache.stats()

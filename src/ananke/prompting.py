@@ -14,6 +14,8 @@ EXTENSIONS = {
     ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".rb": "ruby", ".kt": "kotlin",
 }  # fmt: skip
 
+MAX_SCHEMA_CHARS_IN_PROMPT = 4000
+
 _FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -34,7 +36,8 @@ def build_messages(request: PyGenerationRequest, include_schema: bool = True) ->
 
     File contents are never read; only the names in the context are used. JSON schemas and
     regexes are shown to the model (decoding enforces them anyway, but a model that knows the
-    target fills in better values); `include_schema=False` leaves them out.
+    target fills in better values); `include_schema=False` leaves them out. A schema longer than
+    MAX_SCHEMA_CHARS_IN_PROMPT is cut there in the prompt only; decoding enforces all of it.
     """
     language = language_of(request)
     parts = ["You are a precise coding assistant."]
@@ -50,7 +53,10 @@ def build_messages(request: PyGenerationRequest, include_schema: bool = True) ->
     if include_schema:
         for c in request.constraints_ir:
             if c.json_schema is not None:
-                parts.append(f"The output must be JSON matching this JSON Schema: {c.json_schema}")
+                schema = c.json_schema
+                if len(schema) > MAX_SCHEMA_CHARS_IN_PROMPT:  # keep the prompt within the context
+                    schema = schema[:MAX_SCHEMA_CHARS_IN_PROMPT] + " …(truncated)"
+                parts.append(f"The output must be JSON matching this JSON Schema: {schema}")
             for pattern in c.regex_patterns:
                 parts.append(f"The output must match the regular expression {pattern}")
     return [

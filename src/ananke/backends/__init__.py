@@ -6,12 +6,12 @@ from ananke.backends.base import Backend, BackendResult
 from ananke.config import PyModalConfig
 
 
-def make_backend(config: PyModalConfig) -> Backend:
+def make_backend(config: PyModalConfig, schema_in_prompt: bool = True) -> Backend:
     endpoint = config.endpoint
     if endpoint.kind == "local":
         from ananke.backends.local import LocalBackend
 
-        return LocalBackend(model_path=endpoint.model_path)
+        return LocalBackend(model_path=endpoint.model_path, schema_in_prompt=schema_in_prompt)
     from ananke.backends.unavailable import UnavailableBackend
 
     return UnavailableBackend(config)

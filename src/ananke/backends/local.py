@@ -19,12 +19,14 @@ from ananke.prompting import build_messages
 from ananke.types import PyGenerationRequest
 
 
-def render_prompt(engine: LlamaCppEngine, request: PyGenerationRequest) -> list[int]:
+def render_prompt(
+    engine: LlamaCppEngine, request: PyGenerationRequest, schema_in_prompt: bool = True
+) -> list[int]:
     """The model's own chat template (from the GGUF) over the request's messages."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     model = engine.model
-    messages = build_messages(request)
+    messages = build_messages(request, include_schema=schema_in_prompt)
     if model.chat_template:
         template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
             model.chat_template
@@ -39,8 +41,9 @@ def render_prompt(engine: LlamaCppEngine, request: PyGenerationRequest) -> list[
 
 
 class LocalBackend:
-    def __init__(self, model_path: str | None = None) -> None:
+    def __init__(self, model_path: str | None = None, schema_in_prompt: bool = True) -> None:
         self._model_path = model_path
+        self._schema_in_prompt = schema_in_prompt
         self._engine: LlamaCppEngine | None = None
 
     def engine(self) -> LlamaCppEngine:
@@ -64,7 +67,7 @@ class LocalBackend:
     ) -> AsyncIterator[str | BackendResult]:
         """Text deltas as they are decoded, then the BackendResult."""
         engine = await self._engine_async()
-        prompt = await asyncio.to_thread(render_prompt, engine, request)
+        prompt = await asyncio.to_thread(render_prompt, engine, request, self._schema_in_prompt)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         started = time.perf_counter()
