@@ -117,11 +117,7 @@ def generate(
             context=PyGenerationContext(current_file=file, language=language) if (file or language) else None,
             seed=seed,
         )
-        client = Ananke(
-            endpoint or os.environ.get(ENV_ENDPOINT) or "local",
-            modal_api_key=api_key or os.environ.get(ENV_API_KEY),
-            timeout_secs=timeout,
-        )
+        client = _client(endpoint, api_key, timeout)
         response = asyncio.run(_generate(client, request, show_progress=not as_json))
     except AnankeError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -147,3 +143,131 @@ async def _generate(
             if show_progress and sys.stderr.isatty():
                 status.update(f"generating… {chars} characters")
     raise AnankeError("no response")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------- service commands
+
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local').")
+]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")]
+
+
+def _client(endpoint: str | None, api_key: str | None, timeout: float = 300) -> Ananke:
+    return Ananke(
+        endpoint or os.environ.get(ENV_ENDPOINT) or "local",
+        modal_api_key=api_key or os.environ.get(ENV_API_KEY),
+        timeout_secs=timeout,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    engine: Annotated[str, typer.Option("--engine", help="llamacpp (CPU) or vllm (GPU).")] = "llamacpp",
+    model: Annotated[
+        str | None, typer.Option("--model", help="GGUF path for llamacpp (default: embedded SmolLM2).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Require this bearer key (default: $ANANKE_API_KEY).")
+    ] = None,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", min=1)] = 4,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=0)] = 32,
+    max_tokens: Annotated[int, typer.Option("--max-tokens-limit", min=1)] = 4096,
+    request_timeout: Annotated[float, typer.Option("--request-timeout", min=1)] = 300,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Run the Ananke inference service (HTTP, wire protocol v1)."""
+    import logging
+
+    import uvicorn
+
+    from ananke.server.app import ServerSettings, create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if engine == "llamacpp":
+        from ananke.backends.local import LocalBackend
+
+        if model is not None and not Path(model).is_file():
+            err.print(f"[red]error:[/red] --model {model!r} is not a GGUF file", highlight=False)
+            raise typer.Exit(2)
+        backend = LocalBackend(model_path=model)
+        err.print("loading model…", highlight=False)
+        backend.engine()
+    else:
+        err.print(f"[red]error:[/red] unknown --engine {engine!r}; available: llamacpp", highlight=False)
+        raise typer.Exit(2)
+    settings = ServerSettings(
+        api_key=api_key or os.environ.get("ANANKE_API_KEY") or None,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        max_tokens=max_tokens,
+        request_timeout_s=request_timeout,
+    )
+    err.print(
+        f"serving {backend.model_name} on http://{host}:{port} "
+        f"(auth {'on' if settings.api_key else 'off'}; docs at /docs)",
+        highlight=False,
+    )
+    uvicorn.run(create_app(backend, settings), host=host, port=port, log_level=log_level.lower())
+
+
+@app.command()
+def health(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Exit 0 when the endpoint is healthy, 1 otherwise."""
+    client = _client(endpoint, api_key, timeout=10)
+    ok = asyncio.run(client.health_check())
+    print("healthy" if ok else "unhealthy")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command("compile")
+def compile_command(
+    json_schema: Annotated[str | None, typer.Option("--json-schema", help="Text or @file.")] = None,
+    grammar: Annotated[str | None, typer.Option("--grammar", help="Text or @file.")] = None,
+    regex: Annotated[list[str] | None, typer.Option("--regex")] = None,
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Compile a constraint and print the result as JSON (on the service for http endpoints)."""
+    try:
+        constraint = PyConstraintIR(
+            "cli",
+            json_schema=_text_or_file(json_schema, "--json-schema"),
+            grammar=_text_or_file(grammar, "--grammar"),
+            regex_patterns=regex or [],
+        )
+        client = _client(endpoint, api_key)
+        result = asyncio.run(client.compile_constraints([constraint], on_service=True))
+    except AnankeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    print(json.dumps(result, indent=2))
+
+
+cache_app = typer.Typer(help="The compile cache of a service.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("stats")
+def cache_stats(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Print the cache statistics of the endpoint."""
+    try:
+        print(json.dumps(asyncio.run(_client(endpoint, api_key).cache_stats(on_service=True)), indent=2))
+    except AnankeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@cache_app.command("clear")
+def cache_clear(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None:
+    """Empty the endpoint's compile cache."""
+    try:
+        asyncio.run(_client(endpoint, api_key).clear_cache(on_service=True))
+    except AnankeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    print("cleared")

@@ -129,17 +129,40 @@ class Ananke:
             lambda: compile_constraints(list(constraints), self.compile_limits),
         )
 
-    async def compile_constraints(self, constraints: list[PyConstraintIR]) -> dict:
-        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …}`; cached."""
+    async def compile_constraints(
+        self, constraints: list[PyConstraintIR], *, on_service: bool = False
+    ) -> dict:
+        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …}`; cached.
+
+        Compiles here (the same compiler the service runs); `on_service=True` asks the remote
+        service to compile instead, with its own cache.
+        """
+        remote = self._remote() if on_service else None
+        if remote is not None:
+            from ananke.server.wire import CompileBody, WireConstraint
+
+            body = CompileBody(constraints=[WireConstraint.from_ir(c) for c in constraints])
+            return await remote("POST", "/v1/compile", body.model_dump())
         compiled, hit = await self._compiled(constraints)
         return {**compiled.to_dict(), "cache_hit": hit}
 
-    async def clear_cache(self) -> None:
+    async def clear_cache(self, *, on_service: bool = False) -> None:
+        remote = self._remote() if on_service else None
+        if remote is not None:
+            await remote("POST", "/v1/cache/clear")
+            return
         self._cache.clear()
 
-    async def cache_stats(self) -> dict[str, int]:
+    async def cache_stats(self, *, on_service: bool = False) -> dict[str, int]:
         """`size` and `limit`, plus `hits`, `misses`, `evictions` and `enabled` (0/1)."""
+        remote = self._remote() if on_service else None
+        if remote is not None:
+            return await remote("GET", "/v1/cache")
         return self._cache.stats()
+
+    def _remote(self):
+        """The service's request function for remote backends, else None (local)."""
+        return getattr(self._backend, "request", None)
 
     # ------------------------------------------------------------------ generation
 
@@ -211,7 +234,9 @@ class Ananke:
                 tokens_generated=tokens,
                 generation_time_ms=round(result.generation_time_ms),
                 avg_token_time_us=round(result.generation_time_ms * 1000 / tokens) if tokens else 0,
-                constraint_compile_time_ms=0 if hit else round(compiled.compile_time_ms),
+                constraint_compile_time_ms=round(
+                    (0 if hit else compiled.compile_time_ms) + result.remote_compile_time_ms
+                ),
                 prompt_tokens=result.prompt_tokens,
                 forced_tokens=result.forced_tokens,
                 mask_time_us=round(result.mask_time_us),

@@ -12,6 +12,10 @@ def make_backend(config: PyModalConfig, schema_in_prompt: bool = True) -> Backen
         from ananke.backends.local import LocalBackend
 
         return LocalBackend(model_path=endpoint.model_path, schema_in_prompt=schema_in_prompt)
+    if endpoint.kind == "http":
+        from ananke.backends.http import HttpBackend
+
+        return HttpBackend(config)
     from ananke.backends.unavailable import UnavailableBackend
 
     return UnavailableBackend(config)

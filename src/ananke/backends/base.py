@@ -24,6 +24,7 @@ class BackendResult:
     generation_time_ms: float = 0.0
     forced_tokens: int = 0  # tokens fast-forwarded because the grammar allowed only them
     mask_time_us: float = 0.0  # total time spent computing token masks
+    remote_compile_time_ms: float = 0.0  # a service's own compile time (0 on its cache hit)
 
 
 class Backend(Protocol):

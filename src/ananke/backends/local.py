@@ -41,6 +41,8 @@ def render_prompt(
 
 
 class LocalBackend:
+    engine_name = "llamacpp"
+
     def __init__(self, model_path: str | None = None, schema_in_prompt: bool = True) -> None:
         self._model_path = model_path
         self._schema_in_prompt = schema_in_prompt

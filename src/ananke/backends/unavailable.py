@@ -1,8 +1,8 @@
-"""Stand-in for the remote backends that this version does not ship yet.
+"""Stand-in for the OpenAI-compatible backend, which this version does not ship yet.
 
-The endpoint forms are parsed and validated today; talking to an Ananke service
-(`http(s)://`) or a vLLM/SGLang server (`openai+http(s)://`) is not implemented in this
-release. Generation says so plainly instead of pretending, and `health_check` is False.
+`openai+http(s)://` endpoints (vLLM, SGLang) are parsed and validated; talking to them is not
+implemented in this release. Generation says so plainly instead of pretending, and
+`health_check` is False.
 """
 
 from __future__ import annotations

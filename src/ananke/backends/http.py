@@ -1,0 +1,229 @@
+"""HTTP backend: the client half of the Ananke service's wire protocol (v1).
+
+One pooled `httpx.AsyncClient` per `Ananke` instance. Retries (up to `max_retries`) only what
+may be retried — connection failures, 408, 429 and 5xx — with exponential backoff, jitter and
+`Retry-After`; never another 4xx. Generation always streams (Server-Sent Events), so a stopped
+consumer closes the connection and the server cancels the work; a stream is retried only
+before its first delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from ananke.backends.base import BackendResult
+from ananke.config import PyModalConfig
+from ananke.constraints.compiler import CompiledConstraints
+from ananke.errors import (
+    AnankeError,
+    AuthenticationError,
+    BackendError,
+    ConstraintCompileError,
+    GenerationTimeout,
+    InvalidRequestError,
+    ServiceError,
+)
+from ananke.server.wire import GenerateBody, GenerateResult
+from ananke.types import PyGenerationRequest
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 8.0
+HEALTH_TIMEOUT_S = 2.0
+
+
+class _Retryable(Exception):
+    def __init__(self, error: AnankeError, retry_after: float | None = None) -> None:
+        self.error, self.retry_after = error, retry_after
+
+
+def error_from_response(status: int, body: Any) -> AnankeError:
+    """The typed error for an error answer, with the server's own message."""
+    detail = body.get("error", {}) if isinstance(body, dict) else {}
+    message = detail.get("message") or f"HTTP {status}"
+    if status in (401, 403):
+        return AuthenticationError(f"the service refused the API key: {message}")
+    if status == 400 and detail.get("type") == "constraint_error":
+        return ConstraintCompileError(message, detail.get("constraint"))
+    if status in (413, 422):
+        return InvalidRequestError(message)
+    if status == 504:
+        return GenerationTimeout(f"the service timed out: {message}")
+    return ServiceError(f"the service answered {status}: {message}", status_code=status)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; fall back to our own backoff
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
+    delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+    return max(delay, retry_after or 0.0)
+
+
+class HttpBackend:
+    engine_name = "http"
+
+    def __init__(self, config: PyModalConfig) -> None:
+        self.config = config
+        headers = {"user-agent": "ananke-python"}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=config.endpoint.url or "",
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout_secs, connect=min(10.0, config.timeout_secs)),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+        self._model = config.model
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # ------------------------------------------------------------------ plain requests
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> Any:
+        """One JSON request with the retry policy; returns the decoded JSON answer."""
+
+        async def once() -> Any:
+            try:
+                response = await self._client.request(method, path, json=body)
+            except httpx.TimeoutException as exc:
+                raise GenerationTimeout(
+                    f"no answer from {self.config.endpoint_url} in time ({exc})"
+                ) from None
+            except httpx.TransportError as exc:
+                raise _Retryable(BackendError(f"cannot reach {self.config.endpoint_url}: {exc}")) from None
+            data = _json_or_none(response)
+            if response.status_code >= 400:
+                error = error_from_response(response.status_code, data)
+                if response.status_code in RETRYABLE_STATUS:
+                    raise _Retryable(error, _retry_after(response))
+                raise error
+            if data is None:
+                raise _Retryable(
+                    ServiceError(f"{path} answered malformed JSON", status_code=response.status_code)
+                )
+            return data
+
+        return await self._with_retries(once)
+
+    async def _with_retries(self, once):
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                return await once()
+            except _Retryable as retry:
+                if attempt == self.config.max_retries:
+                    raise retry.error from None
+                delay = backoff_delay(attempt, retry.retry_after)
+                log.info("retrying in %.2f s after: %s", delay, retry.error)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def health(self) -> bool:
+        """True only for a 200 from /health with status "ok"; False within 2 s otherwise."""
+        try:
+            response = await self._client.get("/health", timeout=HEALTH_TIMEOUT_S)
+            data = _json_or_none(response)
+        except httpx.HTTPError:
+            return False
+        ok = response.status_code == 200 and isinstance(data, dict) and data.get("status") == "ok"
+        if ok and data.get("model"):
+            self._model = data["model"]
+        return ok
+
+    # ------------------------------------------------------------------ generation
+
+    async def stream(
+        self, request: PyGenerationRequest, compiled: CompiledConstraints
+    ) -> AsyncIterator[str | BackendResult]:
+        body = GenerateBody.from_request(request, stream=True, timeout_secs=self.config.timeout_secs)
+        payload = body.model_dump(exclude_none=True)
+        for attempt in range(self.config.max_retries + 1):
+            started_output = False
+            try:
+                async with self._client.stream("POST", "/v1/generate", json=payload) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        error = error_from_response(response.status_code, _json_or_none(response))
+                        if response.status_code in RETRYABLE_STATUS:
+                            raise _Retryable(error, _retry_after(response))
+                        raise error
+                    async for event, data in _sse_events(response):
+                        if event == "done":
+                            result = GenerateResult.model_validate_json(data)
+                            self._model = result.model
+                            yield _backend_result(result)
+                            return
+                        if event == "error":
+                            body_ = json.loads(data)
+                            raise error_from_response(int(body_.get("status", 500)), body_)
+                        started_output = True
+                        yield json.loads(data)["delta"]
+                raise ServiceError("the service closed the stream without a result")
+            except httpx.TimeoutException:
+                raise GenerationTimeout(f"no answer from {self.config.endpoint_url} in time") from None
+            except (httpx.TransportError, _Retryable) as exc:
+                error = (
+                    exc.error
+                    if isinstance(exc, _Retryable)
+                    else BackendError(f"connection to {self.config.endpoint_url} failed: {exc}")
+                )
+                if started_output or attempt == self.config.max_retries:
+                    raise error from None
+                delay = backoff_delay(attempt, exc.retry_after if isinstance(exc, _Retryable) else None)
+                log.info("retrying in %.2f s after: %s", delay, error)
+                await asyncio.sleep(delay)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+async def _sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a text/event-stream body; `message` when no event is named."""
+    event, data = "message", []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def _backend_result(result: GenerateResult) -> BackendResult:
+    return BackendResult(
+        text=result.text,
+        finish_reason=result.finish_reason,
+        model=result.model,
+        tokens_generated=result.tokens_generated,
+        prompt_tokens=result.prompt_tokens,
+        generation_time_ms=result.generation_time_ms,
+        forced_tokens=result.forced_tokens,
+        mask_time_us=result.mask_time_us,
+        remote_compile_time_ms=result.constraint_compile_time_ms,
+    )

@@ -1,0 +1,409 @@
+"""The Ananke inference service: FastAPI over any backend (the llama.cpp engine by default).
+
+Routes: POST /v1/generate (JSON or Server-Sent Events), POST /v1/compile, GET/POST /v1/cache,
+GET /health, GET /metrics (Prometheus), /docs (OpenAPI). Every error body is
+`{"error": {"type", "message", ...}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ananke.backends.base import Backend, BackendResult
+from ananke.compat import timeout_at
+from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits
+from ananke.constraints.compiler import compile_constraints, constraints_hash
+from ananke.errors import (
+    AnankeError,
+    AuthenticationError,
+    ConstraintCompileError,
+    GenerationTimeout,
+    InvalidRequestError,
+)
+from ananke.server.wire import (
+    CompileBody,
+    CompileResult,
+    ErrorBody,
+    ErrorDetail,
+    GenerateBody,
+    GenerateResult,
+    Health,
+)
+
+log = logging.getLogger("ananke.server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    api_key: str | None = None
+    max_concurrency: int = 4  # generations running at once
+    max_queue: int = 32  # generations waiting; beyond that: 429 with Retry-After
+    max_prompt_chars: int = 100_000
+    max_tokens: int = 4096
+    max_constraints: int = 16
+    max_constraint_bytes: int = 1 << 20
+    max_body_bytes: int = 8 << 20
+    request_timeout_s: float = 300.0
+    cache_size: int = 1000
+    retry_after_s: int = 1
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, rendered as the standard error body."""
+
+    def __init__(self, status: int, type_: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.extra = status, type_, message, extra
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ananke_requests", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram(
+            "ananke_request_latency_seconds", "Request latency", ["route"], registry=r,
+            buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )  # fmt: skip
+        self.tokens = Histogram(
+            "ananke_tokens_generated", "Tokens per generation", registry=r,
+            buckets=(1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+        )  # fmt: skip
+        self.mask_time = Histogram(
+            "ananke_mask_time_per_token_seconds", "Token-mask time per generated token", registry=r,
+            buckets=(10e-6, 25e-6, 50e-6, 100e-6, 200e-6, 400e-6, 600e-6, 1e-3, 5e-3),
+        )  # fmt: skip
+        self.cache_hits = Counter("ananke_compile_cache_hits", "Compile cache hits", registry=r)
+        self.cache_misses = Counter("ananke_compile_cache_misses", "Compile cache misses", registry=r)
+        self.queue_depth = Gauge("ananke_queue_depth", "Generations waiting for a slot", registry=r)
+        self.in_flight = Gauge("ananke_in_flight", "Generations running", registry=r)
+
+
+def _error_response(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=detail).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _status_of(exc: AnankeError) -> tuple[int, str]:
+    if isinstance(exc, ConstraintCompileError):
+        return 400, "constraint_error"
+    if isinstance(exc, InvalidRequestError):
+        return 422, "invalid_request"
+    if isinstance(exc, GenerationTimeout):
+        return 504, "timeout"
+    if isinstance(exc, AuthenticationError):
+        return 401, "authentication_error"
+    return 503, "backend_error"
+
+
+def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastAPI:
+    """The service over `engine` (any Backend: the llama.cpp one, vLLM, …)."""
+    settings = settings or ServerSettings()
+    metrics = Metrics()
+    cache = CompileCache(limit=settings.cache_size)
+    limits = CompileLimits(max_input_bytes=settings.max_constraint_bytes)
+    running = asyncio.Semaphore(settings.max_concurrency)
+    admitted = {"count": 0}  # running + waiting; checked and changed on the event loop only
+    engine_name = getattr(engine, "engine_name", type(engine).__name__)
+
+    app = FastAPI(
+        title="Ananke inference service",
+        version="1",
+        description="Constrained generation: JSON Schema, grammar and regex constraints enforced per token.",
+        responses={
+            400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 413: {"model": ErrorBody},
+            422: {"model": ErrorBody}, 429: {"model": ErrorBody}, 503: {"model": ErrorBody},
+            504: {"model": ErrorBody},
+        },
+    )  # fmt: skip
+    app.state.engine, app.state.settings, app.state.metrics, app.state.cache = (
+        engine,
+        settings,
+        metrics,
+        cache,
+    )
+
+    # ------------------------------------------------------------------ plumbing
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        length = request.headers.get("content-length")
+        started = time.perf_counter()
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            response: Response = _error_response(
+                413,
+                ErrorDetail(
+                    type="payload_too_large",
+                    message=f"request body is {length} bytes, over the {settings.max_body_bytes}-byte limit",
+                    request_id=request.state.request_id,
+                ),
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:  # the server keeps serving; the client gets an id to report
+                log.exception(
+                    "unhandled error in %s (request %s)", request.url.path, request.state.request_id
+                )
+                response = _error_response(
+                    500,
+                    ErrorDetail(
+                        type="internal_error",
+                        message="internal server error; it has been logged",
+                        request_id=request.state.request_id,
+                    ),
+                )
+        route = request.scope.get("route")
+        path = route.path if route is not None else "unmatched"
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        response.headers["x-request-id"] = request.state.request_id
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        headers = {"Retry-After": str(settings.retry_after_s)} if exc.status in (429, 503) else None
+        detail = ErrorDetail(
+            type=exc.type, message=exc.message, request_id=request.state.request_id, **exc.extra
+        )
+        return _error_response(exc.status, detail, headers)
+
+    @app.exception_handler(AnankeError)
+    async def ananke_error(request: Request, exc: AnankeError):
+        status, type_ = _status_of(exc)
+        detail = ErrorDetail(
+            type=type_,
+            message=getattr(exc, "reason", None) or str(exc),
+            constraint=getattr(exc, "constraint", None),
+            request_id=request.state.request_id,
+        )
+        return _error_response(status, detail, {"Retry-After": "1"} if status == 503 else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError):
+        """422 naming every bad field (the first five), e.g. `max_tokens: Input should be …`."""
+        messages, fields = [], []
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            if error.get("type") == "json_invalid":
+                messages.append(f"request body is not valid JSON: {error.get('ctx', {}).get('error', '')}")
+                continue
+            fields.append(where)
+            if error.get("type") == "extra_forbidden":
+                messages.append(f"unknown field {where!r}")
+            else:
+                messages.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+        detail = ErrorDetail(
+            type="invalid_request",
+            message="; ".join(messages) or "invalid request",
+            field=fields[0] if fields else None,
+            request_id=request.state.request_id,
+        )
+        return _error_response(422, detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        detail = ErrorDetail(type="http_error", message=str(exc.detail), request_id=request.state.request_id)
+        return _error_response(exc.status_code, detail)
+
+    async def require_key(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+            raise ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer …)")
+
+    def check_limits(body: GenerateBody) -> None:
+        if len(body.prompt) > settings.max_prompt_chars:
+            raise ApiError(
+                413, "payload_too_large",
+                f"prompt is {len(body.prompt)} characters, over the limit of {settings.max_prompt_chars}",
+                field="prompt",
+            )  # fmt: skip
+        if body.max_tokens > settings.max_tokens:
+            raise ApiError(
+                422, "invalid_request",
+                f"max_tokens is {body.max_tokens}, over the limit of {settings.max_tokens}",
+                field="max_tokens",
+            )  # fmt: skip
+        check_constraint_limits(body.constraints)
+
+    def check_constraint_limits(constraints: list) -> None:
+        if len(constraints) > settings.max_constraints:
+            raise ApiError(
+                422, "invalid_request",
+                f"{len(constraints)} constraints, over the limit of {settings.max_constraints}",
+                field="constraints",
+            )  # fmt: skip
+        for c in constraints:
+            size = sum(len(t.encode()) for t in [c.json_schema or "", c.grammar or "", *c.regex_patterns])
+            if size > settings.max_constraint_bytes:
+                raise ApiError(
+                    413, "payload_too_large",
+                    f"constraint {c.name!r} is {size} bytes, over the limit of "
+                    f"{settings.max_constraint_bytes}",
+                    field="constraints", constraint=c.name,
+                )  # fmt: skip
+
+    async def compiled_for(constraints: list) -> tuple[CompiledConstraints, bool]:
+        irs = [c.to_ir() for c in constraints]
+        compiled, hit = await asyncio.to_thread(
+            cache.get_or_compile, constraints_hash(irs), lambda: compile_constraints(irs, limits)
+        )
+        (metrics.cache_hits if hit else metrics.cache_misses).inc()
+        return compiled, hit
+
+    def ensure_capacity() -> None:
+        """Refuse at once (429) when running + waiting generations fill every place."""
+        if admitted["count"] >= settings.max_concurrency + settings.max_queue:
+            raise ApiError(429, "overloaded", "the server is at capacity; retry after the Retry-After delay")
+
+    def result_of(
+        result: BackendResult, compiled: CompiledConstraints, hit: bool, request_id: str
+    ) -> GenerateResult:
+        metrics.tokens.observe(result.tokens_generated)
+        if result.tokens_generated and compiled.grammar is not None:
+            metrics.mask_time.observe(result.mask_time_us / 1e6 / result.tokens_generated)
+        return GenerateResult(
+            text=result.text,
+            finish_reason=result.finish_reason,
+            model=result.model,
+            tokens_generated=result.tokens_generated,
+            prompt_tokens=result.prompt_tokens,
+            generation_time_ms=round(result.generation_time_ms, 3),
+            constraint_compile_time_ms=0.0 if hit else round(compiled.compile_time_ms, 3),
+            forced_tokens=result.forced_tokens,
+            mask_time_us=round(result.mask_time_us, 1),
+            cache_hit=hit,
+            enforced=list(compiled.enforced),
+            validated_only=list(compiled.validated_only),
+            request_id=request_id,
+        )
+
+    async def events(
+        body: GenerateBody, compiled: CompiledConstraints, hit: bool, deadline: float, request_id: str
+    ) -> AsyncIterator[str | GenerateResult]:
+        """Wait for a slot, then the engine's deltas and the final result, within the deadline."""
+        admitted["count"] += 1
+        metrics.queue_depth.inc()
+        queued = True
+        try:
+            async with timeout_at(deadline), running:
+                metrics.queue_depth.dec()
+                queued = False
+                metrics.in_flight.inc()
+                try:
+                    stream = engine.stream(body.to_request(), compiled)
+                    try:
+                        async for item in stream:
+                            if isinstance(item, BackendResult):
+                                yield result_of(item, compiled, hit, request_id)
+                                return
+                            yield item
+                    finally:
+                        await stream.aclose()  # stops decoding if we leave early
+                finally:
+                    metrics.in_flight.dec()
+        except TimeoutError:
+            raise GenerationTimeout("the request passed its deadline") from None
+        finally:
+            if queued:
+                metrics.queue_depth.dec()
+            admitted["count"] -= 1
+
+    async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
+        """Run `work`; cancel it when the client goes away (its generation then stops)."""
+        task = asyncio.ensure_future(work)
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if not done and await request.is_disconnected():
+                task.cancel()
+                log.info("client disconnected; generation %s cancelled", request.state.request_id)
+        return task.result()
+
+    # ------------------------------------------------------------------ routes
+
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health():
+        ok = await engine.health()
+        body = Health(status="ok" if ok else "unavailable", model=engine.model_name, engine=engine_name)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    @app.post("/v1/generate", response_model=GenerateResult, dependencies=[Depends(require_key)])
+    async def generate(body: GenerateBody, request: Request):
+        timeout_s = min(body.timeout_secs or settings.request_timeout_s, settings.request_timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        check_limits(body)
+        body.to_request()  # InvalidRequestError (422) before any work
+        ensure_capacity()  # 429 before any work
+        compiled, hit = await compiled_for(body.constraints)  # 400 before a stream starts
+        request_id = request.state.request_id
+        work = events(body, compiled, hit, deadline, request_id)
+        if body.stream:
+            return StreamingResponse(sse(work, request_id), media_type="text/event-stream")
+
+        async def collect() -> GenerateResult:
+            async for item in work:
+                if isinstance(item, GenerateResult):
+                    return item
+            raise AnankeError("the engine ended without a result")
+
+        return await until_disconnect(request, collect())
+
+    async def sse(work: AsyncIterator[str | GenerateResult], request_id: str) -> AsyncIterator[str]:
+        """`data: {"delta": …}` events, then `event: done` with the result, or `event: error`."""
+        try:
+            async for item in work:
+                if isinstance(item, GenerateResult):
+                    yield f"event: done\ndata: {item.model_dump_json()}\n\n"
+                else:
+                    yield f"data: {json.dumps({'delta': item})}\n\n"
+        except AnankeError as exc:
+            status, type_ = _status_of(exc)
+            detail = ErrorDetail(type=type_, message=str(exc), request_id=request_id)
+            payload = {"status": status, **ErrorBody(error=detail).model_dump(exclude_none=True)}
+            yield f"event: error\ndata: {json.dumps(payload)}\n\n"
+
+    @app.post("/v1/compile", response_model=CompileResult, dependencies=[Depends(require_key)])
+    async def compile_route(body: CompileBody):
+        check_constraint_limits(body.constraints)
+        compiled, hit = await compiled_for(body.constraints)
+        return CompileResult.from_compiled(compiled, hit).model_dump(by_alias=True)
+
+    @app.get("/v1/cache", dependencies=[Depends(require_key)])
+    async def cache_stats() -> dict[str, int]:
+        return cache.stats()
+
+    @app.post("/v1/cache/clear", dependencies=[Depends(require_key)])
+    async def cache_clear() -> dict[str, int]:
+        cache.clear()
+        return cache.stats()
+
+    @app.get("/metrics", dependencies=[Depends(require_key)])
+    async def metrics_route():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

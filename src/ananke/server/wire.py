@@ -1,0 +1,132 @@
+"""The wire protocol (v1) as pydantic models, shared by the server and the HTTP backend.
+
+These models are the contract: the server validates requests with them, the client builds
+requests and reads answers with them, and the OpenAPI schema at /docs is generated from them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ananke.constraints.compiler import CompiledConstraints
+from ananke.types import PyConstraintIR, PyGenerationContext, PyGenerationRequest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown field is a 422, never ignored
+
+
+class WireConstraint(_Strict):
+    name: str = Field(min_length=1, max_length=256)
+    json_schema: str | None = None
+    grammar: str | None = None
+    regex_patterns: list[str] = Field(default_factory=list)
+
+    def to_ir(self) -> PyConstraintIR:
+        return PyConstraintIR(self.name, self.json_schema, self.grammar, list(self.regex_patterns))
+
+    @classmethod
+    def from_ir(cls, ir: PyConstraintIR) -> WireConstraint:
+        return cls(**ir.to_dict())
+
+
+class WireContext(_Strict):
+    current_file: str | None = None
+    language: str | None = None
+    project_root: str | None = None
+
+
+class GenerateBody(_Strict):
+    """POST /v1/generate. Upper limits (prompt size, max_tokens, …) are the server's settings."""
+
+    prompt: str
+    constraints: list[WireConstraint] = Field(default_factory=list)
+    max_tokens: int = Field(2048, ge=1)
+    temperature: float = Field(0.7, ge=0.0, le=5.0, allow_inf_nan=False)
+    context: WireContext | None = None
+    model: str | None = None
+    seed: int | None = None
+    stream: bool = False
+    timeout_secs: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    def to_request(self) -> PyGenerationRequest:
+        return PyGenerationRequest(
+            prompt=self.prompt,
+            constraints_ir=[c.to_ir() for c in self.constraints],
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            context=PyGenerationContext(**self.context.model_dump()) if self.context else None,
+            seed=self.seed,
+        )
+
+    @classmethod
+    def from_request(
+        cls, request: PyGenerationRequest, *, stream: bool = False, timeout_secs: float | None = None
+    ) -> GenerateBody:
+        return cls(
+            prompt=request.prompt,
+            constraints=[WireConstraint.from_ir(c) for c in request.constraints_ir],
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            context=WireContext(**request.context.to_dict()) if request.context else None,
+            seed=request.seed,
+            stream=stream,
+            timeout_secs=timeout_secs,
+        )
+
+
+class GenerateResult(BaseModel):
+    """The answer of /v1/generate (and the `done` event of a stream)."""
+
+    text: str
+    finish_reason: str
+    model: str
+    tokens_generated: int
+    prompt_tokens: int
+    generation_time_ms: float
+    constraint_compile_time_ms: float
+    forced_tokens: int = 0
+    mask_time_us: float = 0.0
+    cache_hit: bool = False
+    enforced: list[str] = Field(default_factory=list)
+    validated_only: list[str] = Field(default_factory=list)
+    request_id: str = ""
+
+
+class CompileBody(_Strict):
+    constraints: list[WireConstraint]
+
+
+class CompileResult(BaseModel):
+    hash: str
+    compiled_at: int
+    schema_: str = Field(alias="schema", serialization_alias="schema")
+    enforced: list[str]
+    validated_only: list[str]
+    compile_time_ms: float
+    warnings: list[str] = Field(default_factory=list)
+    cache_hit: bool = False
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @classmethod
+    def from_compiled(cls, compiled: CompiledConstraints, cache_hit: bool) -> CompileResult:
+        return cls(**compiled.to_dict(), cache_hit=cache_hit)
+
+
+class Health(BaseModel):
+    status: str  # "ok" or "unavailable"
+    model: str
+    engine: str
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    constraint: str | None = None
+    field: str | None = None
+    request_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,374 @@
+"""The inference service and the HTTP client, over real uvicorn on 127.0.0.1 with the real model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ananke import (
+    Ananke,
+    AuthenticationError,
+    BackendError,
+    GenerationTimeout,
+    InvalidRequestError,
+    PyConstraintIR,
+    PyGenerationRequest,
+    ServiceError,
+)
+from ananke.backends.local import LocalBackend
+from ananke.server.app import ServerSettings, create_app
+from tests.servers import ananke_serve, free_port, uvicorn_thread
+from tests.test_compiler import SEED_EMAIL, SEED_GRAMMAR, SEED_SCHEMA
+
+pytestmark = pytest.mark.model
+
+KEY = "test-key-5f1b2c"
+JSON_C = PyConstraintIR("result_json", json_schema=SEED_SCHEMA)
+EMAIL_C = PyConstraintIR("email", regex_patterns=[SEED_EMAIL])
+GRAMMAR_C = PyConstraintIR("kv_grammar", grammar=SEED_GRAMMAR)
+BOUNDED_EMAIL_C = PyConstraintIR("email", regex_patterns=[r"[a-z.]{1,12}@[a-z]{1,12}\.(com|org)"])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with ananke_serve("--api-key", KEY, log_path=log) as url:
+        yield url, log
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    """One generation at a time and no queue: the second concurrent request must get 429."""
+    log = tmp_path_factory.mktemp("serve") / "small.log"
+    with ananke_serve("--max-concurrency", "1", "--max-queue", "0", log_path=log) as url:
+        yield url
+
+
+def _client(url: str, **kw) -> Ananke:
+    kw.setdefault("modal_api_key", KEY)
+    kw.setdefault("timeout_secs", 120)
+    return Ananke(url, **kw)
+
+
+def _req(constraint, prompt, **kw) -> PyGenerationRequest:
+    kw.setdefault("temperature", 0.0)
+    kw.setdefault("max_tokens", 64)
+    return PyGenerationRequest(prompt, [constraint] if constraint else [], **kw)
+
+
+def _auth() -> dict:
+    return {"authorization": f"Bearer {KEY}"}
+
+
+# ---------------------------------------------------------------------- the seed's remote path
+
+
+async def test_seed_examples_through_the_service(server):
+    url, _ = server
+    async with _client(url) as client:
+        assert await client.health_check() is True
+        for constraint, prompt in [
+            (JSON_C, "Report the result of the build as JSON."),
+            (EMAIL_C, "Repeat exactly: jane.doe@example.org"),
+            (GRAMMAR_C, 'Write an object mapping "a" to 1 and "b" to 2.'),
+        ]:
+            response = await client.generate(_req(constraint, prompt))
+            assert response.validation.all_satisfied, response.validation.errors
+            assert response.provenance.model == "SmolLM2-135M-Instruct.Q4_1"
+            assert response.metadata.tokens_generated > 0
+
+
+async def test_eight_gathered_requests_all_succeed(server):
+    url, _ = server
+    async with _client(url) as client:
+        # Batched decoding is not bit-identical to single decoding, so the free-running seed regex
+        # may wander under batching; a bounded language always ends inside max_tokens.
+        requests = [_req(BOUNDED_EMAIL_C, "Repeat exactly: jane.doe@example.org") for _ in range(8)]
+        responses = await asyncio.gather(*[client.generate(r) for r in requests])
+    assert all(r.validation.all_satisfied for r in responses), [
+        (r.text, r.metadata.finish_reason) for r in responses
+    ]
+
+
+async def test_client_validates_itself(server):
+    """A length-cut output is reported violated by the client's own validator."""
+    url, _ = server
+    async with _client(url) as client:
+        response = await client.generate(_req(JSON_C, "Report the build as JSON.", max_tokens=3))
+    assert response.metadata.finish_reason == "length"
+    assert response.validation.violated == ["result_json"]
+
+
+async def test_streaming_deltas_equal_the_final_text(server):
+    url, _ = server
+    chunks, final = [], None
+    async with _client(url) as client:
+        async for item in client.generate_stream(_req(JSON_C, "Report the result of the build as JSON.")):
+            if isinstance(item, str):
+                chunks.append(item)
+            else:
+                final = item
+    assert final is not None and len(chunks) > 1
+    assert "".join(chunks) == final.text and final.validation.all_satisfied
+
+
+async def test_remote_compile_and_cache_commands(server):
+    url, _ = server
+    async with _client(url) as client:
+        remote = await client.compile_constraints([JSON_C], on_service=True)
+        local = await client.compile_constraints([JSON_C])
+        assert remote["hash"] == local["hash"] and remote["schema"] == local["schema"]
+        assert (await client.cache_stats(on_service=True))["size"] >= 1
+        await client.clear_cache(on_service=True)
+        assert (await client.cache_stats(on_service=True))["size"] == 0
+
+
+# ---------------------------------------------------------------------- auth
+
+
+async def test_auth(server):
+    url, log = server
+    for key in (None, "wrong-key"):
+        async with Ananke(url, modal_api_key=key) as client:
+            with pytest.raises(AuthenticationError):
+                await client.generate(_req(None, "hi", max_tokens=2))
+    assert httpx.get(f"{url}/metrics").status_code == 401
+    assert httpx.get(f"{url}/metrics", headers=_auth()).status_code == 200
+    assert httpx.get(f"{url}/health").status_code == 200  # health needs no key
+    body = httpx.post(f"{url}/v1/generate", json={"prompt": "x"}, headers={"authorization": "Bearer nope"})
+    assert body.status_code == 401 and "nope" not in body.text and KEY not in body.text
+    assert KEY not in log.read_text()
+
+
+# ---------------------------------------------------------------------- bad input and limits
+
+
+@pytest.mark.parametrize(
+    "payload, status, fragment",
+    [
+        ({"prompt": "x" * 100_001}, 413, "prompt"),
+        ({"prompt": "x", "max_tokens": 0}, 422, "max_tokens"),
+        ({"prompt": "x", "max_tokens": 100_000}, 422, "max_tokens"),
+        ({"prompt": "x", "temperature": -1}, 422, "temperature"),
+        ({"prompt": "x", "temperature": 9}, 422, "temperature"),
+        ({"prompt": "x", "constraints": [{"name": f"c{i}", "regex_patterns": ["a"]} for i in range(17)]},
+         422, "constraints"),
+        ({"prompt": "x", "constraints": [{"name": "big", "regex_patterns": ["a" * (1 << 20 + 1)]}]},
+         413, "big"),
+        ({"prompt": "x", "constraints": [{"name": "bad", "regex_patterns": ["a("]}]}, 400, "position 1"),
+        ({"prompt": "x", "constraints": [{"name": "nk", "json_schema": '{"not": {}}'}]}, 400, "not"),
+        ({"prompt": "x", "constraints": [{"name": "e"}]}, 400, "sets none of"),
+        ({"prompt": "x", "bogus": 1}, 422, "bogus"),
+        ({"max_tokens": 3}, 422, "prompt"),
+        ({"prompt": 3}, 422, "prompt"),
+    ],
+)  # fmt: skip
+def test_bad_input_gets_its_status_and_a_message(server, payload, status, fragment):
+    url, _ = server
+    response = httpx.post(f"{url}/v1/generate", json=payload, headers=_auth(), timeout=30)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert (
+        fragment in error["message"] or fragment == error.get("field") or fragment == error.get("constraint")
+    )
+    assert error["type"] and error["request_id"]
+    assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_malformed_json_body(server):
+    url, _ = server
+    response = httpx.post(
+        f"{url}/v1/generate", content=b"{nope", headers={**_auth(), "content-type": "application/json"}
+    )
+    assert response.status_code == 422 and "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_deadline_is_504(server):
+    url, _ = server
+    payload = {"prompt": "Write a long story.", "max_tokens": 500, "temperature": 1.0, "timeout_secs": 0.5}
+    started = time.monotonic()
+    response = httpx.post(f"{url}/v1/generate", json=payload, headers=_auth(), timeout=30)
+    assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
+    assert time.monotonic() - started < 5
+
+
+async def test_full_queue_is_429_with_retry_after(small_server):
+    payload = {"prompt": "Write a long story.", "max_tokens": 200, "temperature": 1.0}
+    async with httpx.AsyncClient(base_url=small_server, timeout=60) as http:
+        first = asyncio.create_task(http.post("/v1/generate", json=payload))
+        await asyncio.sleep(0.5)  # the first holds the only slot
+        second = await http.post("/v1/generate", json=payload)
+        assert second.status_code == 429 and second.headers["retry-after"] == "1"
+        assert (await first).status_code == 200
+
+
+async def test_client_disconnect_cancels_generation(server):
+    url, _ = server
+    payload = {"prompt": "Write a long story.", "max_tokens": 500, "temperature": 1.0, "stream": True}
+    async with httpx.AsyncClient(base_url=url, headers=_auth(), timeout=30) as http:
+        async with http.stream("POST", "/v1/generate", json=payload) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    break  # one delta, then hang up
+        for _ in range(50):
+            metrics = (await http.get("/metrics")).text
+            if re.search(r"^ananke_in_flight 0\.0$", metrics, re.MULTILINE):
+                break
+            await asyncio.sleep(0.1)
+        assert re.search(r"^ananke_in_flight 0\.0$", metrics, re.MULTILINE)
+
+
+def test_metrics_and_openapi(server):
+    url, _ = server
+    metrics = httpx.get(f"{url}/metrics", headers=_auth()).text
+    for name in ("ananke_requests_total", "ananke_request_latency_seconds_bucket", "ananke_tokens_generated",
+                 "ananke_mask_time_per_token_seconds", "ananke_compile_cache_hits_total",
+                 "ananke_compile_cache_misses_total", "ananke_queue_depth"):  # fmt: skip
+        assert name in metrics
+    spec = httpx.get(f"{url}/openapi.json").json()
+    assert {"/v1/generate", "/v1/compile", "/health", "/metrics"} <= set(spec["paths"])
+    assert httpx.get(f"{url}/docs").status_code == 200
+
+
+def test_unhealthy_engine_is_503(tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"not a model")
+    with uvicorn_thread(create_app(LocalBackend(model_path=str(broken)))) as url:
+        response = httpx.get(f"{url}/health")
+        assert response.status_code == 503 and response.json()["status"] == "unavailable"
+
+        async def check() -> bool:
+            async with Ananke(url) as client:
+                return await client.health_check()
+
+        assert asyncio.run(check()) is False
+
+
+class ExplodingBackend(LocalBackend):
+    """A deliberately broken backend (a fake, named as such): raises a plain bug mid-request."""
+
+    async def stream(self, request, compiled):
+        raise ZeroDivisionError("a bug")
+        yield  # pragma: no cover
+
+
+def test_unexpected_error_is_500_with_request_id_and_server_keeps_serving(caplog):
+    app = create_app(ExplodingBackend(), ServerSettings())
+    with uvicorn_thread(app) as url:
+        response = httpx.post(f"{url}/v1/generate", json={"prompt": "x"})
+        assert response.status_code == 500
+        error = response.json()["error"]
+        assert error["type"] == "internal_error" and error["request_id"]
+        assert "ZeroDivisionError" in caplog.text and error["request_id"] in caplog.text
+        assert httpx.post(f"{url}/v1/compile", json={"constraints": []}).status_code == 200
+
+
+# ---------------------------------------------------------------------- retries, against a real flaky server
+
+
+def _done_event(text: str) -> str:
+    result = {"text": text, "finish_reason": "stop", "model": "flaky", "tokens_generated": 1,
+              "prompt_tokens": 1, "generation_time_ms": 1.0, "constraint_compile_time_ms": 0.0}  # fmt: skip
+    return f"event: done\ndata: {json.dumps(result)}\n\n"
+
+
+def flaky_app(script: list):
+    """/v1/generate answers each call with the next step of `script` (the last one repeats)."""
+    calls: list[float] = []
+
+    async def generate(request):
+        calls.append(time.monotonic())
+        step = script[min(len(calls), len(script)) - 1]
+        if step == "ok":
+            return Response(_done_event('"ok"'), media_type="text/event-stream")
+        if step == "garbage":
+            return PlainTextResponse("this is not an event stream")
+        if step == "stall":
+            await asyncio.sleep(30)
+        status, headers = step
+        body = {"error": {"type": "x", "message": f"scripted {status}"}}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "model": "flaky", "engine": "test"})
+
+    app = Starlette(routes=[Route("/v1/generate", generate, methods=["POST"]), Route("/health", health)])
+    return app, calls
+
+
+async def _generate(url: str, **kw):
+    async with Ananke(url, **kw) as client:
+        return await client.generate(_req(None, "x"))
+
+
+def test_503_then_200_is_retried():
+    app, calls = flaky_app([(503, {}), (503, {}), "ok"])
+    with uvicorn_thread(app) as url:
+        response = asyncio.run(_generate(url, max_retries=3))
+    assert response.text == '"ok"' and len(calls) == 3
+
+
+def test_400_is_not_retried():
+    app, calls = flaky_app([(400, {}), "ok"])
+    with uvicorn_thread(app) as url, pytest.raises(ServiceError, match="scripted 400"):
+        asyncio.run(_generate(url, max_retries=3))
+    assert len(calls) == 1
+
+
+def test_422_is_a_typed_error_and_not_retried():
+    app, calls = flaky_app([(422, {}), "ok"])
+    with uvicorn_thread(app) as url, pytest.raises(InvalidRequestError):
+        asyncio.run(_generate(url, max_retries=3))
+    assert len(calls) == 1
+
+
+def test_retry_after_is_honoured():
+    app, calls = flaky_app([(429, {"Retry-After": "1"}), "ok"])
+    with uvicorn_thread(app) as url:
+        asyncio.run(_generate(url, max_retries=2))
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.95
+
+
+def test_retries_run_out_with_the_last_error():
+    app, calls = flaky_app([(503, {})])
+    with uvicorn_thread(app) as url, pytest.raises(ServiceError, match="503"):
+        asyncio.run(_generate(url, max_retries=2))
+    assert len(calls) == 3
+
+
+def test_malformed_answer_is_a_service_error():
+    app, _ = flaky_app(["garbage"])
+    with uvicorn_thread(app) as url, pytest.raises(ServiceError, match="without a result"):
+        asyncio.run(_generate(url, max_retries=0))
+
+
+def test_stalled_server_times_out():
+    app, _ = flaky_app(["stall"])
+    with uvicorn_thread(app) as url:
+        started = time.monotonic()
+        with pytest.raises(GenerationTimeout):
+            asyncio.run(_generate(url, timeout_secs=1, max_retries=0))
+        assert time.monotonic() - started < 3
+
+
+def test_closed_port():
+    url = f"http://127.0.0.1:{free_port()}"
+
+    async def check():
+        async with Ananke(url, timeout_secs=5, max_retries=1) as client:
+            started = time.monotonic()
+            assert await client.health_check() is False
+            assert time.monotonic() - started < 2
+            with pytest.raises(BackendError, match="connection"):
+                await client.generate(_req(None, "x"))
+            assert time.monotonic() - started < 5
+
+    asyncio.run(check())
