@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import threading
 import time
 from pathlib import Path
 
-import llguidance
-import numpy as np
 from rich.progress import Progress
 
-from ananke import PyConstraintIR, PyGenerationRequest, __version__
+from ananke import PyConstraintIR, PyGenerationRequest
 from ananke.backends.local import render_prompt
 from ananke.constraints import compile_constraints
 from ananke.engines.llamacpp import Job, JobResult, LlamaCppEngine, shared_engine
 from ananke.engines.model import default_model_path
 from ananke.errors import ConstraintCompileError
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, environment, pct, update_results_md, write_json
+
 MASKBENCH = ROOT.parent / "shared" / "data" / "maskbench"
 PROMPT = "Produce one realistic example instance of this JSON data."
 MAX_TOKENS = 128
@@ -91,17 +90,12 @@ def rate(rows: list[dict], label: str) -> float:
     return tokens / sum(r[f"{label}_decode_s"] for r in rows)
 
 
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="3 tasks, for a smoke test (< 60 s)")
     parser.add_argument("--tasks", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     n_tasks = 3 if args.quick else args.tasks
 
@@ -163,14 +157,7 @@ def main() -> None:
     report = {
         "suite": "decode",
         "quick": args.quick,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {
-            "ananke": __version__,
-            "llguidance": llguidance.__version__,
-            "llama_cpp_python": __import__("llama_cpp").__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {"platform": platform.platform(), "cores": engine.settings.threads},
+        **environment(),
         "settings": {
             "model": engine.model.name,
             "max_tokens": MAX_TOKENS,
@@ -182,9 +169,7 @@ def main() -> None:
         "summary": summary,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "decode-quick.json" if args.quick else "decode.json"
-    (args.out / name).write_text(json.dumps(report, indent=1) + "\n")
+    write_json("decode-quick" if args.quick else "decode", report)
     print(json.dumps(summary, indent=1))
     if not args.quick:
         write_markdown(report)
@@ -213,13 +198,7 @@ Raw numbers: `benchmarks/results/decode.json`.
 | 4 concurrent requests, aggregate tok/s | {s["concurrent_4_tok_s"]} | |
 | concurrency gain (4 ÷ 1) | {s["concurrency_gain_4"]} | >= 1.3 |
 """
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    start = text.find("## decode")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + text[end + 1 if end >= 0 else len(text) :]
-    path.write_text(text.rstrip() + "\n\n" + table)
+    update_results_md("decode", table)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,9 @@ async def test_seed_json_example(client):
 
 
 async def test_seed_email_regex(client):
-    response = await client.generate(_request(EMAIL_C, "Repeat exactly: jane.doe@example.org"))
+    response = await client.generate(
+        _request(EMAIL_C, "Give the e-mail address of Jane Doe (jane.doe@example.org).")
+    )
     import re
 
     assert re.fullmatch(SEED_EMAIL, response.code)
@@ -118,7 +120,7 @@ async def test_gather_four_requests_each_satisfies_its_own_constraint(client):
         # free-running pattern may wander; these always end inside max_tokens
         _request(
             PyConstraintIR("email", regex_patterns=[r"[a-z.]{1,12}@[a-z]{1,12}\.(com|org)"]),
-            "Repeat exactly: jane.doe@example.org",
+            "Give the e-mail address of Jane Doe (jane.doe@example.org).",
         ),
         _request(PyConstraintIR("flag", json_schema=FLAG_SCHEMA), "Is the build green? Answer as JSON."),
         _request(PyConstraintIR("digits", regex_patterns=[r"[0-9]{4}"]), "What year is it?"),
@@ -145,7 +147,9 @@ async def test_timeout_raises_and_engine_recovers():
         await asyncio.sleep(0.02)
     assert not engine._active and engine.queue_depth() == 0
     fine = Ananke("local", timeout_secs=60)
-    response = await fine.generate(_request(EMAIL_C, "Repeat exactly: jane.doe@example.org"))
+    response = await fine.generate(
+        _request(EMAIL_C, "Give the e-mail address of Jane Doe (jane.doe@example.org).")
+    )
     assert response.validation.all_satisfied
 
 

@@ -123,6 +123,9 @@ class Ananke:
         ):
             raise InvalidRequestError("constraints must be a list of PyConstraintIR")
         key = constraints_hash(list(constraints))
+        cached = self._cache.peek(key)
+        if cached is not None:
+            return cached, True
         return await asyncio.to_thread(
             self._cache.get_or_compile,
             key,
@@ -172,19 +175,22 @@ class Ananke:
 
     async def generate(self, request: PyGenerationRequest) -> PyGenerationResponse:
         """Generate, validate and describe one output. Raises AnankeError / GenerationTimeout."""
-        async for item in self.generate_stream(request):
+        async for item in self._run(request, deltas=False):
             if isinstance(item, PyGenerationResponse):
                 return item
-        raise AssertionError("generate_stream ended without a response")  # pragma: no cover
+        raise AssertionError("generation ended without a response")  # pragma: no cover
 
-    async def generate_stream(
-        self, request: PyGenerationRequest
-    ) -> AsyncIterator[str | PyGenerationResponse]:
+    def generate_stream(self, request: PyGenerationRequest) -> AsyncIterator[str | PyGenerationResponse]:
         """Text deltas as the model writes them, then the full `PyGenerationResponse`.
 
         `timeout_secs` bounds the whole generation; on timeout (or when the consumer stops
         iterating) decoding stops and `GenerationTimeout` is raised.
         """
+        return self._run(request, deltas=True)
+
+    async def _run(
+        self, request: PyGenerationRequest, deltas: bool
+    ) -> AsyncIterator[str | PyGenerationResponse]:
         if not isinstance(request, PyGenerationRequest):
             raise InvalidRequestError(f"generate expects a PyGenerationRequest, got {type(request)}")
         timeout = self.config.timeout_secs
@@ -197,7 +203,7 @@ class Ananke:
         stream = None
         try:
             compiled, hit = await asyncio.wait_for(self._compiled(request.constraints_ir), remaining())
-            stream = self._backend.stream(request, compiled)
+            stream = self._backend.stream(request, compiled, deltas=deltas)
             while True:
                 item = await asyncio.wait_for(anext(stream), remaining())
                 if isinstance(item, BackendResult):

@@ -32,9 +32,12 @@ class Backend(Protocol):
     def model_name(self) -> str: ...
 
     def stream(
-        self, request: PyGenerationRequest, compiled: CompiledConstraints
+        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
-        """Text deltas, then exactly one BackendResult. Closing it early stops the generation."""
+        """Text deltas (when `deltas`), then exactly one BackendResult.
+
+        Closing it early stops the generation.
+        """
         ...
 
     async def health(self) -> bool: ...

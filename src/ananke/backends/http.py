@@ -2,9 +2,9 @@
 
 One pooled `httpx.AsyncClient` per `Ananke` instance. Retries (up to `max_retries`) only what
 may be retried — connection failures, 408, 429 and 5xx — with exponential backoff, jitter and
-`Retry-After`; never another 4xx. Generation always streams (Server-Sent Events), so a stopped
-consumer closes the connection and the server cancels the work; a stream is retried only
-before its first delta.
+`Retry-After`; never another 4xx. `generate_stream` uses Server-Sent Events (retried only before
+the first delta); `generate` one JSON answer. Either way, a consumer that stops (a timeout, a
+cancelled task) closes the connection and the server cancels the work.
 """
 
 from __future__ import annotations
@@ -153,10 +153,16 @@ class HttpBackend:
     # ------------------------------------------------------------------ generation
 
     async def stream(
-        self, request: PyGenerationRequest, compiled: CompiledConstraints
+        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
-        body = GenerateBody.from_request(request, stream=True, timeout_secs=self.config.timeout_secs)
+        body = GenerateBody.from_request(request, stream=deltas, timeout_secs=self.config.timeout_secs)
         payload = body.model_dump(exclude_none=True)
+        if not deltas:  # one JSON answer; the server then sends nothing per token
+            answer = await self.request("POST", "/v1/generate", payload)
+            result = GenerateResult.model_validate(answer)
+            self._model = result.model
+            yield _backend_result(result)
+            return
         for attempt in range(self.config.max_retries + 1):
             started_output = False
             try:

@@ -8,6 +8,7 @@ timeout, a disconnected client) stops the decoding and frees the slot.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 
@@ -19,19 +20,21 @@ from ananke.prompting import build_messages
 from ananke.types import PyGenerationRequest
 
 
+@functools.lru_cache(maxsize=8)
+def _template(source: str):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+
+
 def render_prompt(
     engine: LlamaCppEngine, request: PyGenerationRequest, schema_in_prompt: bool = True
 ) -> list[int]:
     """The model's own chat template (from the GGUF) over the request's messages."""
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
     model = engine.model
     messages = build_messages(request, include_schema=schema_in_prompt)
     if model.chat_template:
-        template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-            model.chat_template
-        )
-        text = template.render(
+        text = _template(model.chat_template).render(
             messages=messages, add_generation_prompt=True,
             bos_token=model.bos_text, eos_token=model.eos_text,
         )  # fmt: skip
@@ -65,7 +68,7 @@ class LocalBackend:
         return self.engine()
 
     async def stream(
-        self, request: PyGenerationRequest, compiled: CompiledConstraints
+        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
         """Text deltas as they are decoded, then the BackendResult."""
         engine = await self._engine_async()
@@ -82,7 +85,8 @@ class LocalBackend:
 
         job = Job(
             prompt_tokens=prompt, grammar=compiled.grammar, max_tokens=request.max_tokens,
-            temperature=request.temperature, seed=request.seed, on_done=on_done, on_text=on_text,
+            temperature=request.temperature, seed=request.seed, on_done=on_done,
+            on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
         )  # fmt: skip
         engine.submit(job)
         try:

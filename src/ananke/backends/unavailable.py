@@ -25,7 +25,7 @@ class UnavailableBackend:
         return self.config.model
 
     async def stream(
-        self, request: PyGenerationRequest, compiled: CompiledConstraints
+        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
         kind = self.config.endpoint.kind
         raise BackendError(

@@ -64,6 +64,17 @@ class CompileCache:
         mine.set_result(result)
         return result, False
 
+    def peek(self, key: str) -> CompiledConstraints | None:
+        """The cached entry (counted as a hit) or None; never blocks, so no thread hop is needed."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return entry
+
     def keys(self) -> list[str]:
         """Keys from least to most recently used."""
         with self._lock:

@@ -52,6 +52,7 @@ class JobResult:
     text: str
     finish_reason: str
     prompt_tokens: int
+    cached_prompt_tokens: int
     forced_tokens: int
     mask_times_us: list[float]
     total_time_ms: float  # from admission to the end: prompt processing + decoding
@@ -82,6 +83,7 @@ class _Seq:
     rng: np.random.Generator
     pending: list[int]  # tokens to feed at the next decode
     n_past: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV was reused from the slot's previous job
     output: list[int] = field(default_factory=list)
     forced: int = 0
     mask_times_us: list[float] = field(default_factory=list)
@@ -110,6 +112,9 @@ class LlamaCppEngine:
         self._wake = threading.Event()
         self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="ananke-mask")
         self._free_seq_ids = list(range(self.settings.slots))
+        # Tokens whose KV each slot still holds: a new prompt reuses its longest common prefix
+        # (the system message, a repeated request), so only the rest is processed again.
+        self._slot_tokens: list[list[int]] = [[] for _ in range(self.settings.slots)]
         self._active: list[_Seq] = []
         self._thread = threading.Thread(target=self._run, name="ananke-llamacpp", daemon=True)
         self._thread.start()
@@ -182,10 +187,28 @@ class LlamaCppEngine:
                 if matcher.is_error():
                     job.on_done(None, ConstraintCompileError(matcher.get_error()))
                     continue
-            seq_id = self._free_seq_ids.pop()
-            self._active.append(
-                _Seq(job, seq_id, matcher, np.random.default_rng(job.seed), list(job.prompt_tokens))
+            seq_id = max(
+                self._free_seq_ids, key=lambda s: _common_prefix(self._slot_tokens[s], job.prompt_tokens)
             )
+            self._free_seq_ids.remove(seq_id)
+            reused = self._reuse_prefix(seq_id, job.prompt_tokens)
+            seq = _Seq(job, seq_id, matcher, np.random.default_rng(job.seed), job.prompt_tokens[reused:])
+            seq.n_past = seq.cached_tokens = reused
+            self._active.append(seq)
+
+    def _reuse_prefix(self, seq_id: int, prompt: list[int]) -> int:
+        """Keep the slot's KV for the prompt's longest cached prefix; return its length."""
+        cached = self._slot_tokens[seq_id]
+        keep = min(_common_prefix(cached, prompt), len(prompt) - 1)  # the last one must run for logits
+        if keep < len(cached) and not self.llama.llama_memory_seq_rm(self._memory, seq_id, keep, -1):
+            self._clear_slot(seq_id)
+            return 0
+        del cached[keep:]
+        return keep
+
+    def _clear_slot(self, seq_id: int) -> None:
+        self.llama.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        self._slot_tokens[seq_id] = []
 
     def _drop_cancelled(self) -> None:
         for seq in list(self._active):
@@ -194,7 +217,8 @@ class LlamaCppEngine:
 
     def _finish(self, seq: _Seq, reason: str | None, error: BaseException | None) -> None:
         self._active.remove(seq)
-        self.llama.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        if error is not None or reason is None:  # failed or cancelled: the KV state is unknown
+            self._clear_slot(seq.seq_id)
         self._free_seq_ids.append(seq.seq_id)
         if seq.job.cancelled.is_set() and error is None and reason is None:
             return  # nobody is waiting any more
@@ -208,6 +232,7 @@ class LlamaCppEngine:
                 text=text_bytes.decode("utf-8", errors="replace"),
                 finish_reason=reason or "stop",
                 prompt_tokens=len(seq.job.prompt_tokens),
+                cached_prompt_tokens=seq.cached_tokens,
                 forced_tokens=seq.forced,
                 mask_times_us=seq.mask_times_us,
                 total_time_ms=(time.perf_counter() - seq.started) * 1000,
@@ -231,6 +256,7 @@ class LlamaCppEngine:
                 batch.logits[n] = False
                 n += 1
             seq.n_past += len(take)
+            self._slot_tokens[seq.seq_id].extend(take)
             seq.pending = seq.pending[len(take) :]
             if take and not seq.pending:  # its last token is in: sample after this decode
                 batch.logits[n - 1] = True
@@ -333,3 +359,12 @@ def shared_engine(model_path: str, settings: EngineSettings | None = None) -> Ll
         if model_path not in _engines:
             _engines[model_path] = LlamaCppEngine(model_path, settings or settings_from_env())
         return _engines[model_path]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

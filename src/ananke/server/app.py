@@ -270,8 +270,13 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
 
     async def compiled_for(constraints: list) -> tuple[CompiledConstraints, bool]:
         irs = [c.to_ir() for c in constraints]
+        key = constraints_hash(irs)
+        cached = cache.peek(key)
+        if cached is not None:
+            metrics.cache_hits.inc()
+            return cached, True
         compiled, hit = await asyncio.to_thread(
-            cache.get_or_compile, constraints_hash(irs), lambda: compile_constraints(irs, limits)
+            cache.get_or_compile, key, lambda: compile_constraints(irs, limits)
         )
         (metrics.cache_hits if hit else metrics.cache_misses).inc()
         return compiled, hit
@@ -316,7 +321,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
                 queued = False
                 metrics.in_flight.inc()
                 try:
-                    stream = engine.stream(body.to_request(), compiled)
+                    stream = engine.stream(body.to_request(), compiled, deltas=body.stream)
                     try:
                         async for item in stream:
                             if isinstance(item, BackendResult):
