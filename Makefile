@@ -32,6 +32,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/service.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

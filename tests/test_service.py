@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 
 import httpx
@@ -299,7 +302,8 @@ def flaky_app(script: list):
         if step == "garbage":
             return PlainTextResponse("this is not an event stream")
         if step == "stall":
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # longer than any client timeout in these tests
+            return JSONResponse(_result("late"))
         status, headers = step
         body = {"error": {"type": "x", "message": f"scripted {status}"}}
         return JSONResponse(body, status_code=status, headers=headers)
@@ -396,3 +400,38 @@ def test_closed_port():
             assert time.monotonic() - started < 5
 
     asyncio.run(check())
+
+
+# ---------------------------------------------------------------------- the CLI against the service
+
+
+def _cli(*args: str, env_key: str | None = KEY) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MODAL_ENDPOINT", "MODAL_API_KEY")}
+    if env_key:
+        env["MODAL_API_KEY"] = env_key
+    return subprocess.run(
+        [sys.executable, "-m", "ananke", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_cli_against_the_service(server):
+    url, _ = server
+    assert _cli("health", "--endpoint", url).returncode == 0
+    closed = _cli("health", "--endpoint", f"http://127.0.0.1:{free_port()}")
+    assert closed.returncode == 1 and "unhealthy" in closed.stdout
+    compiled = _cli("compile", "--regex", "[0-9]{3}", "--endpoint", url)
+    assert compiled.returncode == 0, compiled.stderr
+    assert len(json.loads(compiled.stdout)["hash"]) == 64
+    stats = _cli("cache", "stats", "--endpoint", url)
+    assert json.loads(stats.stdout)["size"] >= 1
+    assert _cli("cache", "clear", "--endpoint", url).stdout.strip() == "cleared"
+    denied = _cli("cache", "stats", "--endpoint", url, env_key="wrong")
+    assert denied.returncode == 2 and "API key" in denied.stderr
+
+
+def test_cli_streams_through_the_service(server):
+    url, _ = server
+    result = _cli("generate", "What year is it?", "--regex", "[0-9]{4}", "--stream", "--endpoint", url)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"[0-9]{4}\n", result.stdout)
+    assert "valid" in result.stderr

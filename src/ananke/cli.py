@@ -99,8 +99,11 @@ def generate(
     api_key: Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 300,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print the raw text as it is generated.")] = False,
 ) -> None:
     """Generate code; code on stdout, a one-line summary on stderr."""
+    if stream and as_json:
+        raise typer.BadParameter("use either --stream or --json", param_hint="--stream")
     constraint = None
     schema_text = _text_or_file(json_schema, "--json-schema")
     grammar_text = _text_or_file(grammar, "--grammar")
@@ -118,12 +121,14 @@ def generate(
             seed=seed,
         )
         client = _client(endpoint, api_key, timeout)
-        response = asyncio.run(_generate(client, request, show_progress=not as_json))
+        response = asyncio.run(_generate(client, request, show_progress=not as_json, echo=stream))
     except AnankeError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(response.to_dict(), indent=2))
+    elif stream:
+        print()  # the text is already out
     else:
         print(response.code)
     err.print(_summary(response), highlight=False, soft_wrap=True)
@@ -132,15 +137,21 @@ def generate(
 
 
 async def _generate(
-    client: Ananke, request: PyGenerationRequest, show_progress: bool
+    client: Ananke, request: PyGenerationRequest, show_progress: bool, echo: bool = False
 ) -> PyGenerationResponse:
+    """Run one generation with a spinner on stderr; `echo` writes the text to stdout as it comes."""
     chars = 0
     with err.status("loading model and compiling constraints…", spinner="dots") as status:
         async for item in client.generate_stream(request):
             if isinstance(item, PyGenerationResponse):
                 return item
             chars += len(item)
-            if show_progress and sys.stderr.isatty():
+            if echo:
+                if chars == len(item):
+                    status.stop()  # the text itself shows the progress now
+                sys.stdout.write(item)
+                sys.stdout.flush()
+            elif show_progress and sys.stderr.isatty():
                 status.update(f"generating… {chars} characters")
     raise AnankeError("no response")  # pragma: no cover
 
