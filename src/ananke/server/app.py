@@ -117,6 +117,57 @@ def _status_of(exc: AnankeError) -> tuple[int, str]:
     return 503, "backend_error"
 
 
+class Observe:
+    """Plain ASGI middleware (cheaper than @app.middleware): request id, body-size cap, metrics,
+    and a 500 with the request id for anything unhandled, after which the server keeps serving."""
+
+    def __init__(self, app, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode(errors="replace")[:64] or uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        started, status = time.perf_counter(), 500
+        response_started = False
+
+        async def send_with_id(message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", request_id.encode())],
+                }
+            await send(message)
+
+        length = headers.get(b"content-length", b"")
+        try:
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                message = f"request body is {int(length)} bytes, over the {self.max_body_bytes}-byte limit"
+                detail = ErrorDetail(type="payload_too_large", message=message, request_id=request_id)
+                await _error_response(413, detail)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error in %s (request %s)", scope.get("path"), request_id)
+            if not response_started:
+                detail = ErrorDetail(
+                    type="internal_error",
+                    message="internal server error; it has been logged",
+                    request_id=request_id,
+                )
+                await _error_response(500, detail)(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            path = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
 def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastAPI:
     """The service over `engine` (any Backend: the llama.cpp one, vLLM, …)."""
     settings = settings or ServerSettings()
@@ -146,41 +197,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
 
     # ------------------------------------------------------------------ plumbing
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        length = request.headers.get("content-length")
-        started = time.perf_counter()
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            response: Response = _error_response(
-                413,
-                ErrorDetail(
-                    type="payload_too_large",
-                    message=f"request body is {length} bytes, over the {settings.max_body_bytes}-byte limit",
-                    request_id=request.state.request_id,
-                ),
-            )
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:  # the server keeps serving; the client gets an id to report
-                log.exception(
-                    "unhandled error in %s (request %s)", request.url.path, request.state.request_id
-                )
-                response = _error_response(
-                    500,
-                    ErrorDetail(
-                        type="internal_error",
-                        message="internal server error; it has been logged",
-                        request_id=request.state.request_id,
-                    ),
-                )
-        route = request.scope.get("route")
-        path = route.path if route is not None else "unmatched"
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        response.headers["x-request-id"] = request.state.request_id
-        return response
+    app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -376,7 +393,9 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
                     return item
             raise AnankeError("the engine ended without a result")
 
-        return await until_disconnect(request, collect())
+        result = await until_disconnect(request, collect())
+        # serialised once here; letting FastAPI re-validate it against response_model costs ~0.3 ms
+        return Response(result.model_dump_json(), media_type="application/json")
 
     async def sse(work: AsyncIterator[str | GenerateResult], request_id: str) -> AsyncIterator[str]:
         """`data: {"delta": …}` events, then `event: done` with the result, or `event: error`."""
