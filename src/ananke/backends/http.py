@@ -161,7 +161,7 @@ class HttpBackend:
             answer = await self.request("POST", "/v1/generate", payload)
             result = GenerateResult.model_validate(answer)
             self._model = result.model
-            yield _backend_result(result)
+            yield result.to_backend()
             return
         for attempt in range(self.config.max_retries + 1):
             started_output = False
@@ -177,7 +177,7 @@ class HttpBackend:
                         if event == "done":
                             result = GenerateResult.model_validate_json(data)
                             self._model = result.model
-                            yield _backend_result(result)
+                            yield result.to_backend()
                             return
                         if event == "error":
                             body_ = json.loads(data)
@@ -219,17 +219,3 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]
             event = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].lstrip())
-
-
-def _backend_result(result: GenerateResult) -> BackendResult:
-    return BackendResult(
-        text=result.text,
-        finish_reason=result.finish_reason,
-        model=result.model,
-        tokens_generated=result.tokens_generated,
-        prompt_tokens=result.prompt_tokens,
-        generation_time_ms=result.generation_time_ms,
-        forced_tokens=result.forced_tokens,
-        mask_time_us=result.mask_time_us,
-        remote_compile_time_ms=result.constraint_compile_time_ms,
-    )

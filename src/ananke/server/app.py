@@ -144,6 +144,20 @@ class Observe:
                 }
             await send(message)
 
+        received = 0
+
+        async def capped_receive():
+            """Counts body bytes as they arrive: a chunked body has no content-length to check."""
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise StarletteHTTPException(
+                        413, f"request body is over the {self.max_body_bytes}-byte limit"
+                    )
+            return message
+
         length = headers.get(b"content-length", b"")
         try:
             if length.isdigit() and int(length) > self.max_body_bytes:
@@ -151,7 +165,7 @@ class Observe:
                 detail = ErrorDetail(type="payload_too_large", message=message, request_id=request_id)
                 await _error_response(413, detail)(scope, receive, send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, capped_receive, send_with_id)
         except Exception:
             log.exception("unhandled error in %s (request %s)", scope.get("path"), request_id)
             if not response_started:
@@ -242,7 +256,12 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        detail = ErrorDetail(type="http_error", message=str(exc.detail), request_id=request.state.request_id)
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        detail = ErrorDetail(
+            type=kind.get(exc.status_code, "http_error"),
+            message=str(exc.detail),
+            request_id=request.state.request_id,
+        )
         return _error_response(exc.status_code, detail)
 
     async def require_key(request: Request) -> None:
@@ -309,21 +328,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         metrics.tokens.observe(result.tokens_generated)
         if result.tokens_generated and compiled.grammar is not None:
             metrics.mask_time.observe(result.mask_time_us / 1e6 / result.tokens_generated)
-        return GenerateResult(
-            text=result.text,
-            finish_reason=result.finish_reason,
-            model=result.model,
-            tokens_generated=result.tokens_generated,
-            prompt_tokens=result.prompt_tokens,
-            generation_time_ms=round(result.generation_time_ms, 3),
-            constraint_compile_time_ms=0.0 if hit else round(compiled.compile_time_ms, 3),
-            forced_tokens=result.forced_tokens,
-            mask_time_us=round(result.mask_time_us, 1),
-            cache_hit=hit,
-            enforced=list(compiled.enforced),
-            validated_only=list(compiled.validated_only),
-            request_id=request_id,
-        )
+        return GenerateResult.from_backend(result, compiled, hit, request_id)
 
     async def events(
         body: GenerateBody, compiled: CompiledConstraints, hit: bool, deadline: float, request_id: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ananke.backends.base import BackendResult
 from ananke.constraints.compiler import CompiledConstraints
 from ananke.types import PyConstraintIR, PyGenerationContext, PyGenerationRequest
 
@@ -91,6 +92,41 @@ class GenerateResult(BaseModel):
     enforced: list[str] = Field(default_factory=list)
     validated_only: list[str] = Field(default_factory=list)
     request_id: str = ""
+
+    @classmethod
+    def from_backend(
+        cls, result: BackendResult, compiled: CompiledConstraints, cache_hit: bool, request_id: str
+    ) -> GenerateResult:
+        """The server's answer for an engine result."""
+        return cls(
+            text=result.text,
+            finish_reason=result.finish_reason,
+            model=result.model,
+            tokens_generated=result.tokens_generated,
+            prompt_tokens=result.prompt_tokens,
+            generation_time_ms=round(result.generation_time_ms, 3),
+            constraint_compile_time_ms=0.0 if cache_hit else round(compiled.compile_time_ms, 3),
+            forced_tokens=result.forced_tokens,
+            mask_time_us=round(result.mask_time_us, 1),
+            cache_hit=cache_hit,
+            enforced=list(compiled.enforced),
+            validated_only=list(compiled.validated_only),
+            request_id=request_id,
+        )
+
+    def to_backend(self) -> BackendResult:
+        """The client's view of the answer (the service's compile time kept apart)."""
+        return BackendResult(
+            text=self.text,
+            finish_reason=self.finish_reason,
+            model=self.model,
+            tokens_generated=self.tokens_generated,
+            prompt_tokens=self.prompt_tokens,
+            generation_time_ms=self.generation_time_ms,
+            forced_tokens=self.forced_tokens,
+            mask_time_us=self.mask_time_us,
+            remote_compile_time_ms=self.constraint_compile_time_ms,
+        )
 
 
 class CompileBody(_Strict):

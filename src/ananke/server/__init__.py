@@ -1,0 +1,1 @@
+"""The Ananke inference service: FastAPI app factory and the wire protocol."""
