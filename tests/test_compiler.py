@@ -105,6 +105,8 @@ def test_empty_list_is_unconstrained():
         (PyConstraintIR("c", grammar='x: "a"'), "no start rule"),
         (PyConstraintIR("c", grammar='root ::= "a" (((('), "GBNF"),
         (PyConstraintIR("c"), "sets none of"),
+        (PyConstraintIR("c", json_schema='{"$ref": "#"}'), "admits no JSON document"),
+        (PyConstraintIR("c", json_schema="[" * 50_000 + "]" * 50_000), "nested too deeply"),
     ],
 )
 def test_compile_errors_name_constraint_and_cause(constraint, fragment):
@@ -112,6 +114,20 @@ def test_compile_errors_name_constraint_and_cause(constraint, fragment):
         compile_constraints([constraint])
     assert info.value.constraint == "c"
     assert isinstance(info.value, RuntimeError)
+
+
+def test_regexes_without_a_common_match():
+    with pytest.raises(ConstraintCompileError, match="no output can match all the regexes"):
+        compile_constraints(
+            [PyConstraintIR("a", regex_patterns=["a+"]), PyConstraintIR("b", regex_patterns=["b+"])]
+        )
+
+
+def test_deeply_nested_grammar_does_not_crash_the_process():
+    """A 20,000-rule chain overflows an 8 MiB native stack; compilation runs on a big one."""
+    rules = "\n".join(f'r{i}: "t" r{i + 1} | "e"' for i in range(20_000))
+    compiled = compile_constraints([PyConstraintIR("g", grammar=f'start: r0\n{rules}\nr20000: "end"')])
+    assert compiled.grammar
 
 
 def test_size_cap():

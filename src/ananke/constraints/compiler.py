@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llguidance as llg
+import numpy as np
 from llguidance.gbnf_to_lark import gbnf_to_lark
 
 from ananke.errors import ConstraintCompileError
+from ananke.threads import call_with_big_stack
 from ananke.types import PyConstraintIR
 
 # Bump when the compiled output for the same input changes; part of every hash.
@@ -139,6 +141,8 @@ def parse_schema(name: str, text: str) -> dict | bool:
             f"json_schema is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             name,
         ) from None
+    except RecursionError:
+        raise ConstraintCompileError("json_schema is nested too deeply to parse", name) from None
     if not isinstance(schema, (dict, bool)):
         raise ConstraintCompileError(
             f"json_schema must be a JSON object or boolean, got {type(schema).__name__}", name
@@ -226,6 +230,14 @@ def check_grammar(name: str | None, what: str, grammar: str, limits: CompileLimi
         raise ConstraintCompileError(f"{what}: {_explain(error)}", name)
 
 
+def start_state(grammar: str) -> tuple[bool, bool]:
+    """(accepts the empty output, can emit a first byte) for a grammar that compiles."""
+    matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+    mask = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
+    first_bytes = np.unpackbits(mask, bitorder="little")[:256]
+    return matcher.is_accepting(), bool(first_bytes.any())
+
+
 # ---------------------------------------------------------------- the list → one grammar
 
 
@@ -251,10 +263,18 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
         if c.json_schema is not None:
             grammar = part_grammar(c.name, "json_schema", c.json_schema)
             check_grammar(c.name, "json_schema", grammar, limits)
+            if start_state(grammar) != (False, True):  # no JSON document is empty
+                raise ConstraintCompileError(
+                    "json_schema admits no JSON document as llguidance compiles it "
+                    "(a $ref cycle without a base case?)",
+                    c.name,
+                )
             structural.append((f"{c.name}:json_schema", grammar))
         if c.grammar is not None:
             grammar = part_grammar(c.name, "grammar", c.grammar)
             check_grammar(c.name, "grammar", grammar, limits)
+            if start_state(grammar) == (False, False):
+                raise ConstraintCompileError("grammar admits no output at all", c.name)
             structural.append((f"{c.name}:grammar", grammar))
         for i, pattern in enumerate(c.regex_patterns):
             lexeme = regex_lexeme(c.name, i, pattern)
@@ -273,6 +293,8 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
         lark = "start: ANANKE_RE\nANANKE_RE: " + " & ".join(lex for _, lex in regexes)
         grammar = llg.LLMatcher.grammar_from_lark(lark)
         check_grammar(None, "intersection of the regexes", grammar, limits)
+        if start_state(grammar) == (False, False):
+            raise ConstraintCompileError("no output can match all the regexes at once")
         enforced, validated_only = [lab for lab, _ in regexes], []
     else:
         grammar, enforced, validated_only = None, [], []
@@ -293,8 +315,9 @@ def compile_constraints(
 ) -> CompiledConstraints:
     """Compile within `limits.time_budget_s`, or raise ConstraintCompileError.
 
-    llguidance releases the GIL while it builds grammars, so the work runs on a helper thread and
-    the caller stops waiting at the budget. llguidance's own fuel limits bound the helper too.
+    llguidance releases the GIL while it builds grammars, so the work runs on a helper thread (with
+    a big stack, see ananke.threads) and the caller stops waiting at the budget. llguidance's own
+    fuel limits bound the helper too.
     """
     limits = limits or CompileLimits()
     if not isinstance(constraints, (list, tuple)) or not all(
@@ -304,19 +327,11 @@ def compile_constraints(
     names = [c.name for c in constraints]
     if len(set(names)) != len(names):
         raise ConstraintCompileError(f"constraint names must be unique, got {names}")
-    outcome: dict[str, Any] = {}
-
-    def work() -> None:
-        try:
-            outcome["result"] = _compile(list(constraints), limits)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work, name="ananke-compile", daemon=True)
-    worker.start()
-    worker.join(limits.time_budget_s)
-    if worker.is_alive():
-        raise ConstraintCompileError(f"compilation exceeded the time budget of {limits.time_budget_s:g} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    try:
+        return call_with_big_stack(
+            lambda: _compile(list(constraints), limits), limits.time_budget_s, "ananke-compile"
+        )
+    except TimeoutError:
+        raise ConstraintCompileError(
+            f"compilation exceeded the time budget of {limits.time_budget_s:g} s"
+        ) from None

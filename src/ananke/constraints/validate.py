@@ -19,6 +19,7 @@ import regex
 
 from ananke.constraints.compiler import byte_tokenizer, parse_schema, part_grammar
 from ananke.errors import ConstraintCompileError
+from ananke.threads import call_with_big_stack
 from ananke.types import PyConstraintIR, PyValidationResult
 
 REGEX_TIMEOUT_S = 2.0
@@ -77,6 +78,10 @@ def check_grammar(text: str, grammar_text: str, name: str = "") -> str | None:
         grammar = part_grammar(name, "grammar", grammar_text)
     except ConstraintCompileError as exc:
         raise NotChecked(exc.reason) from None
+    return call_with_big_stack(lambda: _run_grammar(text, grammar), name="ananke-validate")
+
+
+def _run_grammar(text: str, grammar: str) -> str | None:
     matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
     if matcher.is_error():
         raise NotChecked(f"grammar does not compile: {matcher.get_error()}")

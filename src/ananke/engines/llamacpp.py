@@ -34,6 +34,7 @@ from ananke.engines.model import (
     load_tokenizer,
 )
 from ananke.errors import BackendError, ConfigurationError, ConstraintCompileError, InvalidRequestError
+from ananke.threads import big_stacks, start_big_stack_thread
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,14 @@ class LlamaCppEngine:
         self._queue: queue.Queue[Job] = queue.Queue()
         self._wake = threading.Event()
         self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="ananke-mask")
+        with big_stacks():  # its one worker starts now, with a big stack (see ananke.threads)
+            self._mask_pool.submit(int).result()
         self._free_seq_ids = list(range(self.settings.slots))
         # Tokens whose KV each slot still holds: a new prompt reuses its longest common prefix
         # (the system message, a repeated request), so only the rest is processed again.
         self._slot_tokens: list[list[int]] = [[] for _ in range(self.settings.slots)]
         self._active: list[_Seq] = []
-        self._thread = threading.Thread(target=self._run, name="ananke-llamacpp", daemon=True)
-        self._thread.start()
+        self._thread = start_big_stack_thread(self._run, "ananke-llamacpp")
 
     def _new_context(self):
         params = self.llama.llama_context_default_params()
@@ -317,6 +319,11 @@ class LlamaCppEngine:
                 return self._finish(seq, "stop", None)
             self._emit(seq, [token])
         else:
+            if token in self.model.stop_tokens and not matcher.is_accepting():
+                # llguidance offers only the end token when nothing can extend the output
+                return self._finish(
+                    seq, None, BackendError("the constraint reached a dead end: no token can continue")
+                )
             if not matcher.consume_token(token):
                 return self._finish(seq, None, BackendError(f"grammar rejected token: {matcher.get_error()}"))
             if matcher.is_stopped():  # the end token, or the grammar cannot continue

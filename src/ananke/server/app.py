@@ -257,9 +257,13 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        message = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in message:  # FastAPI's words for it
+            message = "request body could not be parsed as JSON (not UTF-8, or nested too deeply)"
+            kind[400] = "invalid_request"
         detail = ErrorDetail(
             type=kind.get(exc.status_code, "http_error"),
-            message=str(exc.detail),
+            message=message,
             request_id=request.state.request_id,
         )
         return _error_response(exc.status_code, detail)

@@ -1,0 +1,60 @@
+"""Threads with a large stack for llguidance work.
+
+llguidance recurses over a grammar's nesting; on the default 8 MiB thread stack a chain of about
+5,000 nested rules (well under the 1 MiB input cap) overflows it, and a stack overflow in native
+code kills the whole process. Every thread that builds or runs a matcher is therefore started
+with STACK_BYTES of stack (virtual memory: only the pages touched are ever committed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+STACK_BYTES = 1 << 30  # enough for the deepest grammar the 1 MiB input cap admits
+_stack_lock = threading.Lock()
+
+
+@contextmanager
+def big_stacks() -> Iterator[None]:
+    """Threads started inside this block get STACK_BYTES of stack."""
+    with _stack_lock:  # threading.stack_size is process-wide and read when a thread starts
+        previous = threading.stack_size(STACK_BYTES)
+        try:
+            yield
+        finally:
+            threading.stack_size(previous)
+
+
+def start_big_stack_thread(target: Callable[[], Any], name: str) -> threading.Thread:
+    """Start a daemon thread running `target` on a STACK_BYTES stack."""
+    with big_stacks():
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+    return thread
+
+
+def call_with_big_stack(fn: Callable[[], T], timeout: float | None = None, name: str = "ananke-llg") -> T:
+    """Run `fn` on a big-stack thread and return its result (or raise its exception).
+
+    Raises TimeoutError when `timeout` passes first; the thread then finishes on its own.
+    """
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = fn()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = start_big_stack_thread(work, name)
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{name} still running after {timeout} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
