@@ -15,6 +15,12 @@ import httpx
 import uvicorn
 
 
+class ServerURL(str):
+    """A base URL that also carries the server's process."""
+
+    process: subprocess.Popen
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -22,15 +28,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def ananke_serve(*args: str, log_path: Path, ready_timeout: float = 60.0):
-    """`python -m ananke serve` on a free loopback port; yields its base URL."""
-    port = free_port()
-    with open(log_path, "w") as log:
+def ananke_serve(*args: str, log_path: Path, ready_timeout: float = 60.0, port: int | None = None):
+    """`python -m ananke serve` on a free (or the given) loopback port; yields its base URL.
+
+    The Popen object is reachable as `url.process` for tests that kill the server.
+    """
+    port = port or free_port()
+    with open(log_path, "a") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "ananke", "serve", "--port", str(port), *args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = ServerURL(f"http://127.0.0.1:{port}")
+    url.process = process
     try:
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ import json
 import re
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +182,9 @@ def _unescaped_at(text: str, index: int) -> bool:
 def regex_lexeme(name: str, index: int, pattern: str) -> str:
     """The pattern as a Lark `/…/` lexeme, after Python's own syntax check (for the position)."""
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():  # FutureWarnings about Python-only syntax are not ours
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(pattern)
     except re.error as exc:
         raise ConstraintCompileError(
             f"regex_patterns[{index}] {pattern!r} is invalid at position {exc.pos}: {exc.msg}", name
