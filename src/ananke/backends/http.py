@@ -155,7 +155,9 @@ class HttpBackend:
     async def stream(
         self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
-        body = GenerateBody.from_request(request, stream=deltas, timeout_secs=self.config.timeout_secs)
+        # the service takes deadlines of 1 s and more; a shorter client timeout still applies here
+        deadline = max(1.0, self.config.timeout_secs)
+        body = GenerateBody.from_request(request, stream=deltas, timeout_secs=deadline)
         payload = body.model_dump(exclude_none=True)
         if not deltas:  # one JSON answer; the server then sends nothing per token
             answer = await self.request("POST", "/v1/generate", payload)

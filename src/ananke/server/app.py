@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import (
@@ -182,6 +182,32 @@ class Observe:
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
+class RequireKey:
+    """Every path but /health needs `Authorization: Bearer <key>` — routes, docs and unknown paths
+    alike, checked before routing. The comparison takes constant time."""
+
+    OPEN_PATHS = frozenset({"/health"})
+
+    def __init__(self, app, api_key: str) -> None:
+        self.app, self.key = app, api_key.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token, self.key):
+            await self.app(scope, receive, send)
+            return
+        detail = ErrorDetail(
+            type="authentication_error",
+            message="missing or wrong API key (Authorization: Bearer …)",
+            request_id=scope.get("state", {}).get("request_id"),
+        )
+        await _error_response(401, detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+
+
 def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastAPI:
     """The service over `engine` (any Backend: the llama.cpp one, vLLM, …)."""
     settings = settings or ServerSettings()
@@ -211,7 +237,9 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
 
     # ------------------------------------------------------------------ plumbing
 
-    app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(RequireKey, api_key=settings.api_key)
+    app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes)  # outermost
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -267,14 +295,6 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
             request_id=request.state.request_id,
         )
         return _error_response(exc.status_code, detail)
-
-    async def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
-            raise ApiError(401, "authentication_error", "missing or wrong API key (Authorization: Bearer …)")
 
     def check_limits(body: GenerateBody) -> None:
         if len(body.prompt) > settings.max_prompt_chars:
@@ -383,7 +403,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         body = Health(status="ok" if ok else "unavailable", model=engine.model_name, engine=engine_name)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
-    @app.post("/v1/generate", response_model=GenerateResult, dependencies=[Depends(require_key)])
+    @app.post("/v1/generate", response_model=GenerateResult)
     async def generate(body: GenerateBody, request: Request):
         timeout_s = min(body.timeout_secs or settings.request_timeout_s, settings.request_timeout_s)
         deadline = asyncio.get_running_loop().time() + timeout_s
@@ -420,22 +440,22 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
             payload = {"status": status, **ErrorBody(error=detail).model_dump(exclude_none=True)}
             yield f"event: error\ndata: {json.dumps(payload)}\n\n"
 
-    @app.post("/v1/compile", response_model=CompileResult, dependencies=[Depends(require_key)])
+    @app.post("/v1/compile", response_model=CompileResult)
     async def compile_route(body: CompileBody):
         check_constraint_limits(body.constraints)
         compiled, hit = await compiled_for(body.constraints)
         return CompileResult.from_compiled(compiled, hit).model_dump(by_alias=True)
 
-    @app.get("/v1/cache", dependencies=[Depends(require_key)])
+    @app.get("/v1/cache")
     async def cache_stats() -> dict[str, int]:
         return cache.stats()
 
-    @app.post("/v1/cache/clear", dependencies=[Depends(require_key)])
+    @app.post("/v1/cache/clear")
     async def cache_clear() -> dict[str, int]:
         cache.clear()
         return cache.stats()
 
-    @app.get("/metrics", dependencies=[Depends(require_key)])
+    @app.get("/metrics")
     async def metrics_route():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

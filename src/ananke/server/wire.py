@@ -48,7 +48,7 @@ class GenerateBody(_Strict):
     model: str | None = None
     seed: int | None = None
     stream: bool = False
-    timeout_secs: float | None = Field(None, gt=0, allow_inf_nan=False)
+    timeout_secs: float | None = Field(None, ge=1, allow_inf_nan=False)  # under 1 s no generation fits
 
     def to_request(self) -> PyGenerationRequest:
         return PyGenerationRequest(
