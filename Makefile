@@ -33,6 +33,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/decode.py
 	$(BIN)/python benchmarks/service.py
+	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

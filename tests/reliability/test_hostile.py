@@ -160,3 +160,10 @@ def test_unknown_route_and_method_use_the_error_format(served):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found"
     wrong = httpx.get(f"{url}/v1/generate", headers=AUTH)
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "method_not_allowed"
+
+
+def test_subnormal_temperature_is_greedy_not_a_crash(served):
+    """Found by Schemathesis: 2.2e-311 overflowed the sampler and sent a bad token id to llama.cpp."""
+    url, _ = served
+    response, _ = _post(url, {"prompt": "Hi", "max_tokens": 4, "temperature": 2.225073858507e-311})
+    assert response.status_code == 200 and response.json()["tokens_generated"] >= 1

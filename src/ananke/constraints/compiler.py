@@ -51,7 +51,7 @@ class CompileLimits:
     time_budget_s: float = 10.0  # wall clock for one compile
     max_grammar_size: int = 500_000  # llguidance symbols
     initial_lexer_fuel: int = 1_000_000
-    max_lexer_states: int = 250_000
+    max_lexer_states: int = 50_000  # the memory cap: about 1-2 kB each, so ~100 MB at most
 
     def parser_limits(self) -> llg.LLParserLimits:
         return llg.LLParserLimits(

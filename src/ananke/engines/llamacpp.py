@@ -26,6 +26,7 @@ import llguidance as llg
 import numpy as np
 
 from ananke.config import env_int
+from ananke.constraints.compiler import CompileLimits
 from ananke.engines.model import (
     LoadedModel,
     available_cores,
@@ -37,6 +38,8 @@ from ananke.errors import BackendError, ConfigurationError, ConstraintCompileErr
 from ananke.threads import big_stacks, start_big_stack_thread
 
 log = logging.getLogger(__name__)
+
+MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy (the distribution is one-hot anyway)
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,12 @@ class LlamaCppEngine:
         self.settings = settings or EngineSettings()
         self.llama = llama_cpp_module()
         self.model: LoadedModel = load_model(model_path)
-        self.tokenizer = load_tokenizer(model_path)
+        self.tokenizer = load_tokenizer(model_path, self.model)
         self.ctx_per_slot = min(self.settings.ctx_per_slot, self.model.n_ctx_train)
         self._ctx = self._new_context()
         self._memory = self.llama.llama_get_memory(self._ctx)
         self._batch = self.llama.llama_batch_init(self.settings.n_batch, 0, 1)
+        self._limits = CompileLimits().parser_limits()  # the same caps as compilation
         self._words = (self.model.n_vocab + 31) // 32
         self._masks = np.zeros((self.settings.slots, self._words), dtype=np.int32)
         self._queue: queue.Queue[Job] = queue.Queue()
@@ -185,7 +189,7 @@ class LlamaCppEngine:
                 continue
             matcher = None
             if job.grammar is not None:
-                matcher = llg.LLMatcher(self.tokenizer, job.grammar, log_level=0)
+                matcher = llg.LLMatcher(self.tokenizer, job.grammar, log_level=0, limits=self._limits)
                 if matcher.is_error():
                     job.on_done(None, ConstraintCompileError(matcher.get_error()))
                     continue
@@ -295,12 +299,12 @@ class LlamaCppEngine:
         if seq.matcher is not None:
             bits = np.unpackbits(self._masks[seq.seq_id].view(np.uint8), bitorder="little")
             logits[~bits[: self.model.n_vocab].astype(bool)] = -np.inf
-        if seq.job.temperature <= 0:
+        if seq.job.temperature < MIN_TEMPERATURE:  # 0, or so small that dividing overflows
             return int(np.argmax(logits))
-        scaled = (logits - logits.max()) / seq.job.temperature
-        probs = np.exp(scaled, dtype=np.float64)
-        cdf = np.cumsum(probs)
-        return int(np.searchsorted(cdf, seq.rng.random() * cdf[-1], side="right"))
+        scaled = (logits.astype(np.float64) - logits.max()) / seq.job.temperature
+        cdf = np.cumsum(np.exp(scaled))
+        choice = int(np.searchsorted(cdf, seq.rng.random() * cdf[-1], side="right"))
+        return min(choice, self.model.n_vocab - 1)  # rounding at the very top of the cdf
 
     def _emit(self, seq: _Seq, tokens: list[int]) -> None:
         seq.output.extend(tokens)

@@ -215,6 +215,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     cache = CompileCache(limit=settings.cache_size)
     limits = CompileLimits(max_input_bytes=settings.max_constraint_bytes)
     running = asyncio.Semaphore(settings.max_concurrency)
+    compiling = asyncio.Semaphore(2)  # compile threads at once, so a flood of grammar bombs queues
     admitted = {"count": 0}  # running + waiting; checked and changed on the event loop only
     engine_name = getattr(engine, "engine_name", type(engine).__name__)
 
@@ -335,9 +336,10 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         if cached is not None:
             metrics.cache_hits.inc()
             return cached, True
-        compiled, hit = await asyncio.to_thread(
-            cache.get_or_compile, key, lambda: compile_constraints(irs, limits)
-        )
+        async with compiling:
+            compiled, hit = await asyncio.to_thread(
+                cache.get_or_compile, key, lambda: compile_constraints(irs, limits)
+            )
         (metrics.cache_hits if hit else metrics.cache_misses).inc()
         return compiled, hit
 

@@ -1,0 +1,37 @@
+"""The long reliability runs, on demand: `pytest -m long` (minutes; not in CI)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.long, pytest.mark.model]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], **env: str) -> None:
+    result = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_full_load_run():
+    _run(["benchmarks/load.py", "--requests", "200", "--concurrency", "16"])
+
+
+def test_long_fuzzing():
+    _run(["-m", "pytest", "-q", "tests/reliability/test_fuzz.py"], ANANKE_FUZZ_EXAMPLES="2000")
+
+
+def test_long_schemathesis():
+    _run(["-m", "pytest", "-q", "tests/reliability/test_schemathesis.py"], ANANKE_SCHEMATHESIS_EXAMPLES="500")
