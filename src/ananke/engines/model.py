@@ -30,12 +30,28 @@ def llama_cpp_module():
         import llama_cpp
     except ImportError:
         raise BackendError("the local engine needs llama-cpp-python: pip install 'ananke[local]'") from None
-    # llama.cpp prints every load detail to stderr unless told otherwise; keep warnings and
-    # errors, and leave the level alone when the user has set one.
-    cpp_logger = logging.getLogger("llama-cpp-python")
-    if cpp_logger.level == logging.NOTSET:
-        cpp_logger.setLevel(logging.ERROR)
+    global _log_callback
+    if _log_callback is None:  # route llama.cpp's own messages into Python logging
+        _log_callback = llama_cpp.llama_log_callback(_forward_llama_log)
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
     return llama_cpp
+
+
+# llama.cpp's levels (1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line). Its
+# warnings become INFO: they describe choices made on purpose here (e.g. one KV pool larger than
+# the training context, shared by all sequences, each of which stays within it).
+_LLAMA_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
+_llama_log = logging.getLogger("ananke.llama_cpp")
+_log_callback = None
+_last_level = logging.DEBUG
+
+
+def _forward_llama_log(level: int, text: bytes, _user_data) -> None:
+    global _last_level
+    _last_level = _LLAMA_LEVELS.get(level, _last_level)
+    message = text.decode("utf-8", errors="replace").rstrip()
+    if message:
+        _llama_log.log(_last_level, "%s", message)
 
 
 def default_model_path() -> str:
