@@ -209,6 +209,8 @@ class Ananke:
                 if isinstance(item, BackendResult):
                     break
                 yield item
+        except GenerationTimeout:  # a backend's own, with its own message
+            raise
         except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
             raise GenerationTimeout(f"generation took longer than timeout_secs={timeout}") from None
         finally:
