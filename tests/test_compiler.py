@@ -130,6 +130,21 @@ def test_deeply_nested_grammar_does_not_crash_the_process():
     assert compiled.grammar
 
 
+def test_unknown_format_is_an_annotation_with_a_warning():
+    schema = '{"type": "object", "properties": {"c": {"type": "string", "format": "color"}}}'
+    compiled = compile_constraints([PyConstraintIR("s", json_schema=schema)])
+    assert compiled.enforced == ("s:json_schema",)
+    assert len(compiled.warnings) == 1 and "'color'" in compiled.warnings[0]
+    assert '"format"' not in compiled.grammar  # enforced without it, and said so
+    known = compile_constraints([PyConstraintIR("d", json_schema='{"type": "string", "format": "date"}')])
+    assert known.warnings == () and '"format":"date"' in known.grammar.replace(" ", "")
+
+
+def test_integral_float_counts_are_accepted():
+    compiled = compile_constraints([PyConstraintIR("s", json_schema='{"type": "array", "maxItems": 2.0}')])
+    assert compiled.grammar and compiled.warnings == ()
+
+
 def test_size_cap():
     big = json.dumps({"type": "object", "description": "x" * 2000})
     with pytest.raises(ConstraintCompileError, match="over the 1000-byte cap"):

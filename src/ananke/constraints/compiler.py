@@ -151,14 +151,65 @@ def parse_schema(name: str, text: str) -> dict | bool:
     return schema
 
 
-def schema_grammar(name: str, text: str) -> str:
-    schema = parse_schema(name, text)
-    try:
-        return llg.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema) if isinstance(schema, bool) else text, defaults=JSON_DEFAULTS
+# Keywords whose values are counts: JSON Schema allows 2.0 where llguidance insists on 2.
+COUNT_KEYWORDS = frozenset(
+    {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
+     "minContains", "maxContains"}
+)  # fmt: skip
+# Keywords whose values are instance data, never subschemas: left untouched by rewrites.
+DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _rewrite(node: Any, fix) -> Any:
+    """Apply `fix(key, value) -> value` to every keyword of every subschema, data left alone."""
+    if isinstance(node, list):
+        return [_rewrite(item, fix) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        value = fix(key, value)
+        if value is not _DROP:
+            out[key] = value if key in DATA_KEYWORDS else _rewrite(value, fix)
+    return out
+
+
+_DROP = object()
+
+
+def _integral_counts(key: str, value: Any) -> Any:
+    if key in COUNT_KEYWORDS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def compile_schema(name: str, text: str, limits: CompileLimits) -> tuple[str, list[str]]:
+    """The llguidance grammar of a JSON schema, and warnings about what it does not enforce.
+
+    A `format` llguidance does not know is an annotation (as JSON Schema 2019-09 and later
+    define it): the string is enforced without it, and a warning names the format. Everything
+    else llguidance cannot enforce is an error.
+    """
+    schema = _rewrite(parse_schema(name, text), _integral_counts)
+    warnings: list[str] = []
+    for _ in range(64):  # one round per unknown format
+        try:
+            grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_DEFAULTS)
+        except ValueError as exc:
+            raise ConstraintCompileError(f"json_schema rejected: {exc}", name) from None
+        error = llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
+        unknown = re.search(r"Unknown format: (\S+)", error)
+        if not unknown:
+            break
+        fmt = unknown.group(1).strip("\"'`.,")
+        schema = _rewrite(schema, lambda k, v, fmt=fmt: _DROP if k == "format" and v == fmt else v)
+        warnings.append(
+            f"{name}: format {fmt!r} is not enforced while decoding (an annotation since JSON Schema "
+            "2019-09); the validator checks it only if jsonschema knows it"
         )
-    except ValueError as exc:
-        raise ConstraintCompileError(f"json_schema rejected: {exc}", name) from None
+    if error:
+        raise ConstraintCompileError(f"json_schema: {_explain(error)}", name)
+    return grammar, warnings
 
 
 def normalise_regex(pattern: str) -> str:
@@ -207,9 +258,7 @@ def grammar_to_lark(name: str, text: str) -> str:
 
 
 def part_grammar(name: str, kind: str, text: str) -> str:
-    """The llguidance grammar of one field: kind is json_schema, grammar or a Lark lexeme."""
-    if kind == "json_schema":
-        return schema_grammar(name, text)
+    """The llguidance grammar of a `grammar` field, or (kind "regex") of a Lark lexeme."""
     if kind == "grammar":
         return llg.LLMatcher.grammar_from_lark(grammar_to_lark(name, text))
     return llg.LLMatcher.grammar_from_lark(f"start: {text}")
@@ -259,13 +308,14 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
     start = time.perf_counter()
     structural: list[tuple[str, str]] = []  # (label, grammar) of JSON schemas and grammars
     regexes: list[tuple[str, str]] = []  # (label, lark lexeme)
+    warnings: list[str] = []
     for c in constraints:
         if c.json_schema is None and c.grammar is None and not c.regex_patterns:
             raise ConstraintCompileError("sets none of json_schema, grammar, regex_patterns", c.name)
         _check_sizes(c, limits)
         if c.json_schema is not None:
-            grammar = part_grammar(c.name, "json_schema", c.json_schema)
-            check_grammar(c.name, "json_schema", grammar, limits)
+            grammar, schema_warnings = compile_schema(c.name, c.json_schema, limits)
+            warnings.extend(schema_warnings)
             if start_state(grammar) != (False, True):  # no JSON document is empty
                 raise ConstraintCompileError(
                     "json_schema admits no JSON document as llguidance compiles it "
@@ -310,6 +360,7 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
         compiled_at=int(time.time()),
         compile_time_ms=(time.perf_counter() - start) * 1000,
         constraint_names=tuple(c.name for c in constraints),
+        warnings=tuple(warnings),
     )
 
 
