@@ -207,13 +207,17 @@ def test_deadline_is_504(server):
 
 
 async def test_full_queue_is_429_with_retry_after(small_server):
-    payload = {"prompt": "Write a long story.", "max_tokens": 200, "temperature": 1.0}
-    async with httpx.AsyncClient(base_url=small_server, timeout=60) as http:
-        first = asyncio.create_task(http.post("/v1/generate", json=payload))
-        await asyncio.sleep(0.5)  # the first holds the only slot
+    payload = {"prompt": "Write a long story.", "max_tokens": 400, "temperature": 1.0, "seed": 1}
+    async with (
+        httpx.AsyncClient(base_url=small_server, timeout=60) as http,
+        http.stream("POST", "/v1/generate", json={**payload, "stream": True}) as first,
+    ):
+        lines = first.aiter_lines()
+        while not (await anext(lines)).startswith("data:"):
+            pass  # the first delta: the first request now holds the only slot
         second = await http.post("/v1/generate", json=payload)
         assert second.status_code == 429 and second.headers["retry-after"] == "1"
-        assert (await first).status_code == 200
+        assert first.status_code == 200
 
 
 async def test_client_disconnect_cancels_generation(server):

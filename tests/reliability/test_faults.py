@@ -151,7 +151,7 @@ def test_restart_mid_batch_loses_no_request(tmp_path):
     with ananke_serve(log_path=log, port=port) as url:
 
         async def batch():
-            async with Ananke(url, timeout_secs=90, max_retries=6) as client:
+            async with Ananke(url, timeout_secs=90, max_retries=8) as client:  # ~16 s of backoff
                 return await asyncio.gather(
                     *[client.generate(short()) for _ in range(n)], return_exceptions=True
                 )
