@@ -6,6 +6,8 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +30,21 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
+
+EndpointOpt = Annotated[
+    str | None, typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local').")
+]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")]
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """An AnankeError becomes one red line on stderr and exit status 2."""
+    try:
+        yield
+    except AnankeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _version(value: bool) -> None:
@@ -92,11 +109,8 @@ def generate(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 512,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.0,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
-    endpoint: Annotated[
-        str | None,
-        typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local')."),
-    ] = None,
-    api_key: Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")] = None,
+    endpoint: EndpointOpt = None,
+    api_key: ApiKeyOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 300,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole response as JSON.")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print the raw text as it is generated.")] = False,
@@ -111,7 +125,7 @@ def generate(
         constraint = PyConstraintIR(
             "cli", json_schema=schema_text, grammar=grammar_text, regex_patterns=regex or []
         )
-    try:
+    with reported_errors():
         request = PyGenerationRequest(
             prompt,
             [constraint] if constraint else [],
@@ -122,9 +136,6 @@ def generate(
         )
         client = _client(endpoint, api_key, timeout)
         response = asyncio.run(_generate(client, request, show_progress=not as_json, echo=stream))
-    except AnankeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(response.to_dict(), indent=2))
     elif stream:
@@ -158,11 +169,6 @@ async def _generate(
 
 # ---------------------------------------------------------------------- service commands
 
-EndpointOpt = Annotated[
-    str | None, typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local').")
-]
-ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")]
-
 
 def _client(endpoint: str | None, api_key: str | None, timeout: float = 300) -> Ananke:
     return Ananke(
@@ -178,7 +184,9 @@ def serve(
         str, typer.Option("--host", help="Interface to bind (loopback by default).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
-    engine: Annotated[str, typer.Option("--engine", help="llamacpp (CPU) or vllm (GPU).")] = "llamacpp",
+    engine: Annotated[
+        str, typer.Option("--engine", help="llamacpp (CPU; the only engine in this version).")
+    ] = "llamacpp",
     model: Annotated[
         str | None, typer.Option("--model", help="GGUF path for llamacpp (default: embedded SmolLM2).")
     ] = None,
@@ -244,7 +252,7 @@ def compile_command(
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Compile a constraint and print the result as JSON (on the service for http endpoints)."""
-    try:
+    with reported_errors():
         constraint = PyConstraintIR(
             "cli",
             json_schema=_text_or_file(json_schema, "--json-schema"),
@@ -253,9 +261,6 @@ def compile_command(
         )
         client = _client(endpoint, api_key)
         result = asyncio.run(client.compile_constraints([constraint], on_service=True))
-    except AnankeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     print(json.dumps(result, indent=2))
 
 
@@ -266,19 +271,13 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("stats")
 def cache_stats(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None:
     """Print the cache statistics of the endpoint."""
-    try:
+    with reported_errors():
         print(json.dumps(asyncio.run(_client(endpoint, api_key).cache_stats(on_service=True)), indent=2))
-    except AnankeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 @cache_app.command("clear")
 def cache_clear(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None:
     """Empty the endpoint's compile cache."""
-    try:
+    with reported_errors():
         asyncio.run(_client(endpoint, api_key).clear_cache(on_service=True))
-    except AnankeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
     print("cleared")
