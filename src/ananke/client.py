@@ -6,6 +6,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from ananke.backends import make_backend
@@ -191,6 +192,11 @@ class Ananke:
     async def _run(
         self, request: PyGenerationRequest, deltas: bool
     ) -> AsyncIterator[str | PyGenerationResponse]:
+        """Compile, then one attempt per loop: generate, validate, retry while rejected.
+
+        A stream makes one attempt only (what was streamed cannot be taken back); its verdict is
+        reported as it is.
+        """
         if not isinstance(request, PyGenerationRequest):
             raise InvalidRequestError(f"generate expects a PyGenerationRequest, got {type(request)}")
         timeout = self.config.timeout_secs
@@ -200,23 +206,29 @@ class Ananke:
         def remaining() -> float:
             return max(0.0, deadline - loop.time())
 
-        stream = None
         try:
             compiled, hit = await asyncio.wait_for(self._compiled(request.constraints_ir), remaining())
-            stream = self._backend.stream(request, compiled, deltas=deltas)
-            while True:
-                item = await asyncio.wait_for(anext(stream), remaining())
-                if isinstance(item, BackendResult):
+            allowed = 1 if deltas else attempts_allowed(request, compiled)
+            attempt_request = request
+            for attempt in range(1, allowed + 1):
+                stream = self._backend.stream(attempt_request, compiled, deltas=deltas)
+                try:
+                    while True:
+                        item = await asyncio.wait_for(anext(stream), remaining())
+                        if isinstance(item, BackendResult):
+                            break
+                        yield item
+                finally:
+                    await stream.aclose()
+                response = await asyncio.to_thread(self._response, request, compiled, hit, item, attempt)
+                if response.validation.all_satisfied or attempt == allowed:
                     break
-                yield item
+                attempt_request = retry_request(request, response, attempt + 1)
         except GenerationTimeout:  # a backend's own, with its own message
             raise
         except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
             raise GenerationTimeout(f"generation took longer than timeout_secs={timeout}") from None
-        finally:
-            if stream is not None:
-                await stream.aclose()
-        yield await asyncio.to_thread(self._response, request, compiled, hit, item)
+        yield response
 
     def _response(
         self,
@@ -224,6 +236,7 @@ class Ananke:
         compiled: CompiledConstraints,
         hit: bool,
         result: BackendResult,
+        attempt: int = 1,
     ) -> PyGenerationResponse:
         validation = validate(result.text, request.constraints_ir)
         code = result.text if request.constraints_ir else extract_code(result.text, language_of(request))
@@ -250,5 +263,32 @@ class Ananke:
                 mask_time_us=round(result.mask_time_us),
                 finish_reason=result.finish_reason,
                 cache_hit=hit,
+                attempts=attempt,
             ),
         )
+
+
+# Retries sample at least this warm: at temperature 0 a new seed alone would repeat the output.
+RETRY_MIN_TEMPERATURE = 0.5
+
+
+def attempts_allowed(request: PyGenerationRequest, compiled: CompiledConstraints) -> int:
+    if request.max_attempts is not None:
+        return request.max_attempts
+    return 1
+
+
+def retry_request(
+    request: PyGenerationRequest, rejected: PyGenerationResponse, attempt: int
+) -> PyGenerationRequest:
+    """The next attempt: the validator's reasons added to the prompt, a new seed, some warmth."""
+    reasons = "; ".join(f"{name}: {why}" for name, why in rejected.validation.errors.items())
+    return replace(
+        request,
+        prompt=(
+            f"{request.prompt}\n\nA previous answer was rejected ({reasons[:1000]}). "
+            "Answer again and satisfy every requirement."
+        ),
+        temperature=max(request.temperature, RETRY_MIN_TEMPERATURE),
+        seed=None if request.seed is None else request.seed + attempt,
+    )

@@ -14,6 +14,8 @@ from typing import Any
 from ananke.errors import InvalidRequestError
 
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+SCHEMA_MODES = ("strict", "relaxed")
+MAX_ATTEMPTS_LIMIT = 10
 
 
 def _known_keys(cls: type, data: dict[str, Any], renames: dict[str, str] | None = None) -> dict:
@@ -29,6 +31,12 @@ def _known_keys(cls: type, data: dict[str, Any], renames: dict[str, str] | None 
             raise InvalidRequestError(f"{cls.__name__}: unknown field {key!r}")
         out[key] = value
     return out
+
+
+def check_schema_mode(owner: str, value: Any) -> str:
+    if value not in SCHEMA_MODES:
+        raise InvalidRequestError(f"{owner} must be one of {list(SCHEMA_MODES)}, got {value!r}")
+    return value
 
 
 def _check_optional_str(owner: str, name: str, value: Any) -> None:
@@ -88,7 +96,10 @@ class PyGenerationContext:
 class PyGenerationRequest:
     """A prompt plus the constraints its output must satisfy.
 
-    `seed` (added) makes sampling at temperature > 0 reproducible.
+    Added, optional: `seed` makes sampling at temperature > 0 reproducible; `schema_mode`
+    ("strict" or "relaxed", None = the client's default) picks how JSON schemas with keywords no
+    decoder can enforce are treated; `max_attempts` (1-10, None = 3 when something was relaxed,
+    else 1) regenerates an output the validator rejects, with the reason in the prompt.
     """
 
     prompt: str
@@ -97,6 +108,8 @@ class PyGenerationRequest:
     temperature: float = 0.7
     context: PyGenerationContext | None = None
     seed: int | None = None
+    schema_mode: str | None = None
+    max_attempts: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -125,6 +138,17 @@ class PyGenerationRequest:
             raise InvalidRequestError("PyGenerationRequest.context must be a PyGenerationContext or None")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise InvalidRequestError(f"PyGenerationRequest.seed must be an integer, got {self.seed!r}")
+        if self.schema_mode is not None:
+            check_schema_mode("PyGenerationRequest.schema_mode", self.schema_mode)
+        if self.max_attempts is not None and (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or not 1 <= self.max_attempts <= MAX_ATTEMPTS_LIMIT
+        ):
+            raise InvalidRequestError(
+                f"PyGenerationRequest.max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT} "
+                f"or None, got {self.max_attempts!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: constraints travel under the key `constraints`."""
@@ -135,6 +159,8 @@ class PyGenerationRequest:
             "temperature": self.temperature,
             "context": self.context.to_dict() if self.context else None,
             "seed": self.seed,
+            "schema_mode": self.schema_mode,
+            "max_attempts": self.max_attempts,
         }
 
     @classmethod
@@ -190,7 +216,11 @@ class PyValidationResult:
 
 @dataclass(frozen=True)
 class PyGenerationMetadata:
-    """Measured numbers of one generation. The first four fields are the original API."""
+    """Measured numbers of one generation. The first four fields are the original API.
+
+    With several attempts (see `PyGenerationRequest.max_attempts`) the numbers describe the
+    attempt whose output is returned, and `attempts` counts them all.
+    """
 
     tokens_generated: int
     generation_time_ms: int
@@ -201,6 +231,8 @@ class PyGenerationMetadata:
     mask_time_us: int = 0
     finish_reason: str = "stop"
     cache_hit: bool = False
+    attempts: int = 1
+    relaxed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
