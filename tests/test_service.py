@@ -20,6 +20,7 @@ from ananke import (
     Ananke,
     AuthenticationError,
     BackendError,
+    ConstraintCompileError,
     GenerationTimeout,
     InvalidRequestError,
     PyConstraintIR,
@@ -135,6 +136,35 @@ async def test_remote_compile_and_cache_commands(server):
         assert (await client.cache_stats(on_service=True))["size"] >= 1
         await client.clear_cache(on_service=True)
         assert (await client.cache_stats(on_service=True))["size"] == 0
+
+
+async def test_relaxed_mode_through_the_service(server):
+    url, _ = server
+    pair = PyConstraintIR(
+        "pair",
+        json_schema=json.dumps(
+            {"type": "array", "items": {"enum": [1]}, "minItems": 2, "maxItems": 2, "uniqueItems": True}
+        ),
+    )
+    async with _client(url) as client:  # the server runs strict by default
+        with pytest.raises(ConstraintCompileError, match=r"uniqueItems.*schema_mode='relaxed'"):
+            await client.compile_constraints([pair], on_service=True)
+        remote = await client.compile_constraints([pair], on_service=True, schema_mode="relaxed")
+        local = await client.compile_constraints([pair], schema_mode="relaxed")
+        assert remote["relaxed"] == local["relaxed"] == ["pair: /uniqueItems: not enforced"]
+        assert remote["hash"] == local["hash"]
+    async with _client(url, schema_mode="relaxed") as client:
+        response = await client.generate(_req(pair, "Two ones.", max_tokens=16))
+        # the only document the relaxed grammar admits breaks uniqueItems: three honest failures
+        assert response.text == "[1,1]" and response.metadata.attempts == 3
+        assert response.validation.violated == ["pair"]
+    body = {"prompt": "Two ones.", "constraints": [pair.to_dict()], "max_tokens": 16, "temperature": 0}
+    answer = httpx.post(f"{url}/v1/generate", json={**body, "schema_mode": "relaxed"}, headers=_auth())
+    assert answer.status_code == 200 and answer.json()["relaxed"] == ["pair: /uniqueItems: not enforced"]
+    refused = httpx.post(f"{url}/v1/generate", json=body, headers=_auth())
+    assert refused.status_code == 400 and "uniqueItems" in refused.text
+    wrong = httpx.post(f"{url}/v1/generate", json={**body, "schema_mode": "loose"}, headers=_auth())
+    assert wrong.status_code == 422
 
 
 # ---------------------------------------------------------------------- auth

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,10 +32,24 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+
+class SchemaMode(str, Enum):
+    strict = "strict"
+    relaxed = "relaxed"
+
+
 EndpointOpt = Annotated[
     str | None, typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local').")
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")]
+SchemaModeOpt = Annotated[
+    SchemaMode | None,
+    typer.Option(
+        "--schema-mode",
+        help="strict: refuse JSON Schema keywords no decoder can enforce; relaxed: weaken them while "
+        "decoding, then validate against the full schema.",
+    ),
+]
 
 
 @contextmanager
@@ -85,9 +100,12 @@ def _summary(response: PyGenerationResponse) -> str:
         verdict = "[red]INVALID[/red] " + "; ".join(f"{k}: {v}" for k, v in validation.errors.items())
     seconds = meta.generation_time_ms / 1000
     rate = meta.tokens_generated / seconds if seconds > 0 else 0.0
+    extra = f" · attempt {meta.attempts}" if meta.attempts > 1 else ""
+    if meta.relaxed:
+        extra += f" · relaxed {len(meta.relaxed)}: " + ", ".join(meta.relaxed)
     return (
         f"{verdict} · {meta.tokens_generated} tokens ({meta.forced_tokens} forced) · "
-        f"{rate:.1f} tok/s · {meta.finish_reason} · {response.provenance.model}"
+        f"{rate:.1f} tok/s · {meta.finish_reason} · {response.provenance.model}{extra}"
     )
 
 
@@ -109,6 +127,16 @@ def generate(
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1)] = 512,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.0,
     seed: Annotated[int | None, typer.Option("--seed")] = None,
+    schema_mode: SchemaModeOpt = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-attempts",
+            min=1,
+            max=10,
+            help="Regenerate a rejected output up to this many times (default: 3 when relaxed, else 1).",
+        ),
+    ] = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 300,
@@ -133,6 +161,8 @@ def generate(
             temperature=temperature,
             context=PyGenerationContext(current_file=file, language=language) if (file or language) else None,
             seed=seed,
+            schema_mode=schema_mode.value if schema_mode else None,
+            max_attempts=max_attempts,
         )
         client = _client(endpoint, api_key, timeout)
         response = asyncio.run(_generate(client, request, show_progress=not as_json, echo=stream))
@@ -150,9 +180,14 @@ def generate(
 async def _generate(
     client: Ananke, request: PyGenerationRequest, show_progress: bool, echo: bool = False
 ) -> PyGenerationResponse:
-    """Run one generation with a spinner on stderr; `echo` writes the text to stdout as it comes."""
+    """Run one generation with a spinner on stderr; `echo` writes the text to stdout as it comes.
+
+    Without `echo` this is `generate` (which may make several attempts); a stream makes one.
+    """
     chars = 0
     with err.status("loading model and compiling constraints…", spinner="dots") as status:
+        if not echo:
+            return await client.generate(request)
         async for item in client.generate_stream(request):
             if isinstance(item, PyGenerationResponse):
                 return item
@@ -198,6 +233,7 @@ def serve(
     max_tokens: Annotated[int, typer.Option("--max-tokens-limit", min=1)] = 4096,
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=1)] = 300,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
+    schema_mode: SchemaModeOpt = None,
 ) -> None:
     """Run the Ananke inference service (HTTP, wire protocol v1)."""
     import logging
@@ -225,6 +261,7 @@ def serve(
         max_queue=max_queue,
         max_tokens=max_tokens,
         request_timeout_s=request_timeout,
+        schema_mode=schema_mode.value if schema_mode else "strict",
     )
     err.print(
         f"serving {backend.model_name} on http://{host}:{port} "
@@ -248,6 +285,7 @@ def compile_command(
     json_schema: Annotated[str | None, typer.Option("--json-schema", help="Text or @file.")] = None,
     grammar: Annotated[str | None, typer.Option("--grammar", help="Text or @file.")] = None,
     regex: Annotated[list[str] | None, typer.Option("--regex")] = None,
+    schema_mode: SchemaModeOpt = None,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -260,7 +298,11 @@ def compile_command(
             regex_patterns=regex or [],
         )
         client = _client(endpoint, api_key)
-        result = asyncio.run(client.compile_constraints([constraint], on_service=True))
+        result = asyncio.run(
+            client.compile_constraints(
+                [constraint], on_service=True, schema_mode=schema_mode.value if schema_mode else None
+            )
+        )
     print(json.dumps(result, indent=2))
 
 

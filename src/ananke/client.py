@@ -33,11 +33,12 @@ from ananke.types import (
     PyGenerationRequest,
     PyGenerationResponse,
     PyProvenance,
+    check_schema_mode,
 )
 
 _INIT_PARAMS = (
     "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
-    "max_retries", "compile_limits", "schema_in_prompt",
+    "max_retries", "compile_limits", "schema_in_prompt", "schema_mode",
 )  # fmt: skip
 
 
@@ -47,7 +48,10 @@ class Ananke:
     The endpoint is parsed and checked here; the backend behind it starts lazily (a local model
     loads on the first `generate`). Keyword-only extras: `max_retries` (remote backends),
     `compile_limits` (size/time caps, see CompileLimits) and `schema_in_prompt` (show JSON schemas
-    and regexes to the model in the system message; the decoder enforces them either way).
+    and regexes to the model in the system message; the decoder enforces them either way) and
+    `schema_mode` ("strict": a JSON schema with keywords no decoder can enforce is an error;
+    "relaxed": those keywords are weakened while decoding, listed in the compile result and in
+    `metadata.relaxed`, and outputs are validated against the full schema, with up to 3 attempts).
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class Ananke:
         max_retries: int = 3,
         compile_limits: CompileLimits | None = None,
         schema_in_prompt: bool = True,
+        schema_mode: str = "strict",
     ) -> None:
         self.config = PyModalConfig(
             endpoint_url=modal_endpoint,
@@ -74,6 +79,7 @@ class Ananke:
         if not isinstance(enable_cache, bool):
             raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
         self.compile_limits = compile_limits or CompileLimits()
+        self.schema_mode = check_schema_mode("schema_mode", schema_mode)
         self._cache = CompileCache(limit=cache_size, enabled=enable_cache)
         self._backend: Backend = make_backend(self.config, schema_in_prompt=schema_in_prompt)
 
@@ -118,36 +124,46 @@ class Ananke:
 
     # ------------------------------------------------------------------ constraints
 
-    async def _compiled(self, constraints: list[PyConstraintIR]) -> tuple[CompiledConstraints, bool]:
+    async def _compiled(
+        self, constraints: list[PyConstraintIR], schema_mode: str | None = None
+    ) -> tuple[CompiledConstraints, bool]:
         if not isinstance(constraints, (list, tuple)) or not all(
             isinstance(c, PyConstraintIR) for c in constraints
         ):
             raise InvalidRequestError("constraints must be a list of PyConstraintIR")
-        key = constraints_hash(list(constraints))
+        mode = check_schema_mode("schema_mode", schema_mode or self.schema_mode)
+        key = constraints_hash(list(constraints), mode)
         cached = self._cache.peek(key)
         if cached is not None:
             return cached, True
         return await asyncio.to_thread(
             self._cache.get_or_compile,
             key,
-            lambda: compile_constraints(list(constraints), self.compile_limits),
+            lambda: compile_constraints(list(constraints), self.compile_limits, mode),
         )
 
     async def compile_constraints(
-        self, constraints: list[PyConstraintIR], *, on_service: bool = False
+        self,
+        constraints: list[PyConstraintIR],
+        *,
+        on_service: bool = False,
+        schema_mode: str | None = None,
     ) -> dict:
-        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …}`; cached.
+        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …, "relaxed"}`; cached.
 
         Compiles here (the same compiler the service runs); `on_service=True` asks the remote
-        service to compile instead, with its own cache.
+        service to compile instead, with its own cache. `schema_mode` overrides the client's.
         """
         remote = self._remote() if on_service else None
         if remote is not None:
             from ananke.server.wire import CompileBody, WireConstraint
 
-            body = CompileBody(constraints=[WireConstraint.from_ir(c) for c in constraints])
+            body = CompileBody(
+                constraints=[WireConstraint.from_ir(c) for c in constraints],
+                schema_mode=schema_mode or self.schema_mode,
+            )
             return await remote("POST", "/v1/compile", body.model_dump())
-        compiled, hit = await self._compiled(constraints)
+        compiled, hit = await self._compiled(constraints, schema_mode)
         return {**compiled.to_dict(), "cache_hit": hit}
 
     async def clear_cache(self, *, on_service: bool = False) -> None:
@@ -207,7 +223,11 @@ class Ananke:
             return max(0.0, deadline - loop.time())
 
         try:
-            compiled, hit = await asyncio.wait_for(self._compiled(request.constraints_ir), remaining())
+            if request.schema_mode is None:  # the backend (maybe a remote service) compiles the same
+                request = replace(request, schema_mode=self.schema_mode)
+            compiled, hit = await asyncio.wait_for(
+                self._compiled(request.constraints_ir, request.schema_mode), remaining()
+            )
             allowed = 1 if deltas else attempts_allowed(request, compiled)
             attempt_request = request
             for attempt in range(1, allowed + 1):
@@ -264,10 +284,13 @@ class Ananke:
                 finish_reason=result.finish_reason,
                 cache_hit=hit,
                 attempts=attempt,
+                relaxed=list(compiled.relaxed),
             ),
         )
 
 
+# Attempts for a relaxed schema when the request does not say: the validator's guarantee.
+DEFAULT_RELAXED_ATTEMPTS = 3
 # Retries sample at least this warm: at temperature 0 a new seed alone would repeat the output.
 RETRY_MIN_TEMPERATURE = 0.5
 
@@ -275,7 +298,7 @@ RETRY_MIN_TEMPERATURE = 0.5
 def attempts_allowed(request: PyGenerationRequest, compiled: CompiledConstraints) -> int:
     if request.max_attempts is not None:
         return request.max_attempts
-    return 1
+    return DEFAULT_RELAXED_ATTEMPTS if compiled.relaxed else 1
 
 
 def retry_request(

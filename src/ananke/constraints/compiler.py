@@ -28,9 +28,10 @@ import llguidance as llg
 import numpy as np
 from llguidance.gbnf_to_lark import gbnf_to_lark
 
+from ananke.constraints import schemas
 from ananke.errors import ConstraintCompileError
 from ananke.threads import call_with_big_stack
-from ananke.types import PyConstraintIR
+from ananke.types import PyConstraintIR, check_schema_mode
 
 # Bump when the compiled output for the same input changes; part of every hash.
 COMPILER_VERSION = "ananke-compiler/1"
@@ -77,6 +78,8 @@ class CompiledConstraints:
     compile_time_ms: float = 0.0
     constraint_names: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
+    schema_mode: str = "strict"
+    relaxed: tuple[str, ...] = ()  # "<constraint>: <json pointer>/<keyword>: <what was done>"
 
     def to_dict(self) -> dict[str, Any]:
         """The `compile_constraints` answer (API.md keys first)."""
@@ -88,18 +91,22 @@ class CompiledConstraints:
             "validated_only": list(self.validated_only),
             "compile_time_ms": round(self.compile_time_ms, 3),
             "warnings": list(self.warnings),
+            "schema_mode": self.schema_mode,
+            "relaxed": list(self.relaxed),
         }
 
 
-def constraints_hash(constraints: list[PyConstraintIR]) -> str:
+def constraints_hash(constraints: list[PyConstraintIR], schema_mode: str = "strict") -> str:
     """SHA-256 over the compiler version and each constraint's fields, in order, as given.
 
     Covers: COMPILER_VERSION, and for every constraint its name, json_schema text, grammar text
     and regex list, byte for byte. Schemas are not re-serialised: key order changes the output
     (llguidance emits properties in schema order), so two spellings are two constraints.
-    Independent of process, machine, Python hash seed and llguidance version.
+    Independent of process, machine, Python hash seed and llguidance version. Relaxed mode adds
+    its name (strict hashes are those of earlier versions).
     """
-    payload = [COMPILER_VERSION] + [
+    mode = [] if schema_mode == "strict" else [schema_mode]
+    payload = [COMPILER_VERSION, *mode] + [
         [c.name, c.json_schema, c.grammar, list(c.regex_patterns)] for c in constraints
     ]
     data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
@@ -156,60 +163,159 @@ COUNT_KEYWORDS = frozenset(
     {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
      "minContains", "maxContains"}
 )  # fmt: skip
-# Keywords whose values are instance data, never subschemas: left untouched by rewrites.
-DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+MAX_ONE_OF_REFINEMENTS = 16  # oneOf locations tried one by one for exact enforcement
 
 
-def _rewrite(node: Any, fix) -> Any:
-    """Apply `fix(key, value) -> value` to every keyword of every subschema, data left alone."""
-    if isinstance(node, list):
-        return [_rewrite(item, fix) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for key, value in node.items():
-        value = fix(key, value)
-        if value is not _DROP:
-            out[key] = value if key in DATA_KEYWORDS else _rewrite(value, fix)
-    return out
+def _integral_counts(pointer: str, node: dict) -> None:
+    for key in COUNT_KEYWORDS & node.keys():
+        if isinstance(node[key], float) and node[key].is_integer():
+            node[key] = int(node[key])
 
 
-_DROP = object()
+@dataclass
+class _Relaxations:
+    """What to leave out of a schema so that llguidance accepts it (formats: in both modes)."""
 
+    formats: set[str] = field(default_factory=set)
+    keywords: set[str] = field(default_factory=set)
+    one_of: set[str] = field(default_factory=set)  # pointers whose oneOf is enforced as anyOf
+    optional_key_counts: bool = False
+    all_counts: bool = False
+    remote_refs: set[str] = field(default_factory=set)
+    patterns: bool = False
+    fractional_multiple_of: bool = False
 
-def _integral_counts(key: str, value: Any) -> Any:
-    if key in COUNT_KEYWORDS and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def compile_schema(name: str, text: str, limits: CompileLimits) -> tuple[str, list[str]]:
-    """The llguidance grammar of a JSON schema, and warnings about what it does not enforce.
-
-    A `format` llguidance does not know is an annotation (as JSON Schema 2019-09 and later
-    define it): the string is enforced without it, and a warning names the format. Everything
-    else llguidance cannot enforce is an error.
-    """
-    schema = _rewrite(parse_schema(name, text), _integral_counts)
-    warnings: list[str] = []
-    for _ in range(64):  # one round per unknown format
-        try:
-            grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_DEFAULTS)
-        except ValueError as exc:
-            raise ConstraintCompileError(f"json_schema rejected: {exc}", name) from None
-        error = llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
-        unknown = re.search(r"Unknown format: (\S+)", error)
-        if not unknown:
-            break
-        fmt = unknown.group(1).strip("\"'`.,")
-        schema = _rewrite(schema, lambda k, v, fmt=fmt: _DROP if k == "format" and v == fmt else v)
-        warnings.append(
-            f"{name}: format {fmt!r} is not enforced while decoding (an annotation since JSON Schema "
-            "2019-09); the validator checks it only if jsonschema knows it"
+    def apply(self, base: Any) -> tuple[Any, list[str]]:
+        relaxed: list[str] = []
+        schema = schemas.one_of_as_any_of(base, self.one_of)
+        relaxed += [f"{p}/oneOf: enforced as anyOf" for p in sorted(self.one_of)]
+        schema = schemas.drop_matching(
+            schema, "format", lambda v: v in self.formats, "unknown format, an annotation", []
         )
-    if error:
-        raise ConstraintCompileError(f"json_schema: {_explain(error)}", name)
-    return grammar, warnings
+        schema = schemas.drop_keywords(schema, self.keywords, relaxed)
+        if self.optional_key_counts:
+            schema = schemas.drop_optional_key_counts(schema, relaxed)
+        if self.all_counts:
+            schema = schemas.drop_keywords(schema, {"minProperties", "maxProperties"}, relaxed)
+        for url in sorted(self.remote_refs):
+            schema = schemas.drop_matching(
+                schema, "$ref", lambda ref, url=url: _names_resource(ref, url),
+                f"remote reference {url!r} is not available offline, not enforced", relaxed,
+            )  # fmt: skip
+        if self.patterns:
+            schema = schemas.drop_matching(
+                schema, "pattern", _regex_unsupported, "regex syntax llguidance lacks, not enforced", relaxed
+            )
+        if self.fractional_multiple_of:
+            schema = schemas.drop_matching(
+                schema, "multipleOf", lambda v: not float(v).is_integer(), "not enforced", relaxed
+            )
+        return schema, relaxed
+
+    def learn(self, error: str, base: Any) -> bool:
+        """Add the relaxation that answers llguidance's `error`; False when none does."""
+        keys = re.search(r"Unimplemented keys: \[(.*?)\]", error)
+        if keys:
+            named = {k.strip().strip('"') for k in keys.group(1).split(",")}
+            if not named <= schemas.DROPPABLE or named <= self.keywords:
+                return False
+            self.keywords |= named
+            return True
+        if "oneOf constraints are not supported" in error:
+            pointers = set(schemas.one_of_pointers(base)) - self.one_of
+            self.one_of |= pointers
+            return bool(pointers)
+        if "min/maxProperties only supported" in error:
+            if self.optional_key_counts:
+                self.all_counts = not self.all_counts
+                return self.all_counts
+            self.optional_key_counts = True
+            return True
+        remote = re.search(r"Resource '([^']+)' is not present in a registry", error)
+        if remote and remote.group(1) not in self.remote_refs:
+            self.remote_refs.add(remote.group(1))
+            return True
+        if re.search(r"(?i)lookaround|regex", error) and not self.patterns:
+            self.patterns = True
+            return True
+        if "multipleOf" in error and not self.fractional_multiple_of:
+            self.fractional_multiple_of = True
+            return True
+        return False
+
+
+def _names_resource(ref: Any, url: str) -> bool:
+    """Whether a `$ref` value (absolute or relative) points into the resource `url`."""
+    if not isinstance(ref, str):
+        return False
+    document = ref.split("#", 1)[0].lstrip("./")
+    return bool(document) and url.split("#", 1)[0].endswith(document)
+
+
+def _regex_unsupported(pattern: Any) -> bool:
+    if not isinstance(pattern, str):
+        return False
+    grammar = llg.LLMatcher.grammar_from_regex(normalise_regex(pattern))
+    return bool(llg.LLMatcher.validate_grammar(grammar, byte_tokenizer()))
+
+
+def _try_schema(schema: Any, limits: CompileLimits) -> tuple[str, str]:
+    """(grammar, "") or (grammar, llguidance's error)."""
+    try:
+        grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_DEFAULTS)
+    except ValueError as exc:
+        return "", f"rejected: {exc}"
+    return grammar, llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
+
+
+def compile_schema(
+    name: str, text: str, limits: CompileLimits, schema_mode: str = "strict"
+) -> tuple[str, list[str], list[str]]:
+    """The llguidance grammar of a JSON schema, warnings, and what relaxed mode left out.
+
+    The schema is first read in its own draft (see ananke.constraints.schemas). A `format`
+    llguidance does not know is an annotation (as JSON Schema 2019-09 and later define it): the
+    string is enforced without it, and a warning names the format. In strict mode everything
+    else llguidance cannot enforce is an error; in relaxed mode it is weakened and listed.
+    """
+    schema = parse_schema(name, text)
+    base = schemas.to_2020_12(schema, schemas.draft_of(name, schema))
+    if base is True:
+        base = {}  # the schema that accepts every JSON document
+    if isinstance(base, dict):
+        base = schemas.edit(base, _integral_counts)
+        base.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
+    state = _Relaxations()
+    for _ in range(64):  # one round per thing learnt
+        schema, relaxed = state.apply(base)
+        grammar, error = _try_schema(schema, limits)
+        if not error:
+            break
+        unknown = re.search(r"Unknown format: ?(\S*)", error)
+        if unknown and unknown.group(1).strip("\"'`.,") not in state.formats:
+            state.formats.add(unknown.group(1).strip("\"'`.,"))
+            continue
+        if schema_mode != "relaxed" or not state.learn(error, base):
+            hint = " (schema_mode='relaxed' can weaken it and validate afterwards)"
+            relaxable = schema_mode != "relaxed" and _Relaxations().learn(error, base)
+            raise ConstraintCompileError(f"json_schema: {_explain(error)}{hint if relaxable else ''}", name)
+    else:
+        raise ConstraintCompileError("json_schema: too many rounds of relaxation", name)
+    if len(state.one_of) <= MAX_ONE_OF_REFINEMENTS:  # keep exact every oneOf llguidance can prove
+        for pointer in sorted(state.one_of):
+            state.one_of.discard(pointer)
+            trial, trial_relaxed = state.apply(base)
+            trial_grammar, trial_error = _try_schema(trial, limits)
+            if trial_error:
+                state.one_of.add(pointer)
+            else:
+                grammar, relaxed = trial_grammar, trial_relaxed
+    warnings = [
+        f"{name}: format {fmt!r} is not enforced while decoding (an annotation since JSON Schema "
+        "2019-09); the validator checks it only if jsonschema knows it"
+        for fmt in sorted(state.formats)
+    ]
+    return grammar, warnings, [f"{name}: {where}" for where in relaxed]
 
 
 def normalise_regex(pattern: str) -> str:
@@ -270,6 +376,11 @@ def _explain(error: str) -> str:
     if match:
         keys = ", ".join(k.strip().strip('"') for k in match.group(1).split(","))
         return f"unsupported JSON Schema keyword(s): {keys} (cannot be enforced, so not accepted)"
+    if "min/maxProperties only supported" in error:
+        return (
+            "minProperties/maxProperties can only be enforced where every key listed in "
+            '"properties" is required'
+        )
     match = re.search(r"Unknown format: (\S+)", error)
     if match:
         return f"unsupported JSON Schema format: {match.group(1)!r}"
@@ -304,18 +415,24 @@ def _check_sizes(c: PyConstraintIR, limits: CompileLimits) -> None:
             )
 
 
-def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> CompiledConstraints:
+def _compile(
+    constraints: list[PyConstraintIR], limits: CompileLimits, schema_mode: str
+) -> CompiledConstraints:
     start = time.perf_counter()
     structural: list[tuple[str, str]] = []  # (label, grammar) of JSON schemas and grammars
     regexes: list[tuple[str, str]] = []  # (label, lark lexeme)
     warnings: list[str] = []
+    relaxed: list[str] = []
     for c in constraints:
         if c.json_schema is None and c.grammar is None and not c.regex_patterns:
             raise ConstraintCompileError("sets none of json_schema, grammar, regex_patterns", c.name)
         _check_sizes(c, limits)
         if c.json_schema is not None:
-            grammar, schema_warnings = compile_schema(c.name, c.json_schema, limits)
+            grammar, schema_warnings, schema_relaxed = compile_schema(
+                c.name, c.json_schema, limits, schema_mode
+            )
             warnings.extend(schema_warnings)
+            relaxed.extend(schema_relaxed)
             if start_state(grammar) != (False, True):  # no JSON document is empty
                 raise ConstraintCompileError(
                     "json_schema admits no JSON document as llguidance compiles it "
@@ -353,7 +470,7 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
         grammar, enforced, validated_only = None, [], []
 
     return CompiledConstraints(
-        hash=constraints_hash(constraints),
+        hash=constraints_hash(constraints, schema_mode),
         grammar=grammar,
         enforced=tuple(enforced),
         validated_only=tuple(validated_only),
@@ -361,11 +478,13 @@ def _compile(constraints: list[PyConstraintIR], limits: CompileLimits) -> Compil
         compile_time_ms=(time.perf_counter() - start) * 1000,
         constraint_names=tuple(c.name for c in constraints),
         warnings=tuple(warnings),
+        schema_mode=schema_mode,
+        relaxed=tuple(relaxed),
     )
 
 
 def compile_constraints(
-    constraints: list[PyConstraintIR], limits: CompileLimits | None = None
+    constraints: list[PyConstraintIR], limits: CompileLimits | None = None, schema_mode: str = "strict"
 ) -> CompiledConstraints:
     """Compile within `limits.time_budget_s`, or raise ConstraintCompileError.
 
@@ -374,6 +493,7 @@ def compile_constraints(
     fuel limits bound the helper too.
     """
     limits = limits or CompileLimits()
+    check_schema_mode("schema_mode", schema_mode)
     if not isinstance(constraints, (list, tuple)) or not all(
         isinstance(c, PyConstraintIR) for c in constraints
     ):
@@ -383,7 +503,7 @@ def compile_constraints(
         raise ConstraintCompileError(f"constraint names must be unique, got {names}")
     try:
         return call_with_big_stack(
-            lambda: _compile(list(constraints), limits), limits.time_budget_s, "ananke-compile"
+            lambda: _compile(list(constraints), limits, schema_mode), limits.time_budget_s, "ananke-compile"
         )
     except TimeoutError:
         raise ConstraintCompileError(

@@ -50,6 +50,7 @@ from ananke.server.wire import (
     GenerateResult,
     Health,
 )
+from ananke.types import check_schema_mode
 
 log = logging.getLogger("ananke.server")
 
@@ -67,6 +68,7 @@ class ServerSettings:
     request_timeout_s: float = 300.0
     cache_size: int = 1000
     retry_after_s: int = 1
+    schema_mode: str = "strict"  # for requests that do not say
 
 
 class ApiError(Exception):
@@ -211,6 +213,7 @@ class RequireKey:
 def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastAPI:
     """The service over `engine` (any Backend: the llama.cpp one, vLLM, …)."""
     settings = settings or ServerSettings()
+    check_schema_mode("ServerSettings.schema_mode", settings.schema_mode)
     metrics = Metrics()
     cache = CompileCache(limit=settings.cache_size)
     limits = CompileLimits(max_input_bytes=settings.max_constraint_bytes)
@@ -329,16 +332,17 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
                     field="constraints", constraint=c.name,
                 )  # fmt: skip
 
-    async def compiled_for(constraints: list) -> tuple[CompiledConstraints, bool]:
+    async def compiled_for(constraints: list, schema_mode: str | None) -> tuple[CompiledConstraints, bool]:
         irs = [c.to_ir() for c in constraints]
-        key = constraints_hash(irs)
+        mode = schema_mode or settings.schema_mode
+        key = constraints_hash(irs, mode)
         cached = cache.peek(key)
         if cached is not None:
             metrics.cache_hits.inc()
             return cached, True
         async with compiling:
             compiled, hit = await asyncio.to_thread(
-                cache.get_or_compile, key, lambda: compile_constraints(irs, limits)
+                cache.get_or_compile, key, lambda: compile_constraints(irs, limits, mode)
             )
         (metrics.cache_hits if hit else metrics.cache_misses).inc()
         return compiled, hit
@@ -412,7 +416,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         check_limits(body)
         body.to_request()  # InvalidRequestError (422) before any work
         ensure_capacity()  # 429 before any work
-        compiled, hit = await compiled_for(body.constraints)  # 400 before a stream starts
+        compiled, hit = await compiled_for(body.constraints, body.schema_mode)  # 400 before a stream
         request_id = request.state.request_id
         work = events(body, compiled, hit, deadline, request_id)
         if body.stream:
@@ -445,7 +449,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     @app.post("/v1/compile", response_model=CompileResult)
     async def compile_route(body: CompileBody):
         check_constraint_limits(body.constraints)
-        compiled, hit = await compiled_for(body.constraints)
+        compiled, hit = await compiled_for(body.constraints, body.schema_mode)
         return CompileResult.from_compiled(compiled, hit).model_dump(by_alias=True)
 
     @app.get("/v1/cache")

@@ -6,6 +6,8 @@ requests and reads answers with them, and the OpenAPI schema at /docs is generat
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.backends.base import BackendResult
@@ -49,6 +51,7 @@ class GenerateBody(_Strict):
     seed: int | None = None
     stream: bool = False
     timeout_secs: float | None = Field(None, ge=1, allow_inf_nan=False)  # under 1 s no generation fits
+    schema_mode: Literal["strict", "relaxed"] | None = None  # None: the server's --schema-mode
 
     def to_request(self) -> PyGenerationRequest:
         return PyGenerationRequest(
@@ -58,6 +61,7 @@ class GenerateBody(_Strict):
             temperature=self.temperature,
             context=PyGenerationContext(**self.context.model_dump()) if self.context else None,
             seed=self.seed,
+            schema_mode=self.schema_mode,
         )
 
     @classmethod
@@ -71,6 +75,7 @@ class GenerateBody(_Strict):
             temperature=request.temperature,
             context=WireContext(**request.context.to_dict()) if request.context else None,
             seed=request.seed,
+            schema_mode=request.schema_mode,
             stream=stream,
             timeout_secs=timeout_secs,
         )
@@ -91,6 +96,7 @@ class GenerateResult(BaseModel):
     cache_hit: bool = False
     enforced: list[str] = Field(default_factory=list)
     validated_only: list[str] = Field(default_factory=list)
+    relaxed: list[str] = Field(default_factory=list)
     request_id: str = ""
 
     @classmethod
@@ -111,6 +117,7 @@ class GenerateResult(BaseModel):
             cache_hit=cache_hit,
             enforced=list(compiled.enforced),
             validated_only=list(compiled.validated_only),
+            relaxed=list(compiled.relaxed),
             request_id=request_id,
         )
 
@@ -131,6 +138,7 @@ class GenerateResult(BaseModel):
 
 class CompileBody(_Strict):
     constraints: list[WireConstraint]
+    schema_mode: Literal["strict", "relaxed"] | None = None
 
 
 class CompileResult(BaseModel):
@@ -141,6 +149,8 @@ class CompileResult(BaseModel):
     validated_only: list[str]
     compile_time_ms: float
     warnings: list[str] = Field(default_factory=list)
+    schema_mode: str = "strict"
+    relaxed: list[str] = Field(default_factory=list)
     cache_hit: bool = False
 
     model_config = ConfigDict(populate_by_name=True)

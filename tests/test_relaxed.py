@@ -1,0 +1,219 @@
+"""JSON Schema drafts and relaxed mode (issue 10): what cannot be enforced is weakened, named and
+validated afterwards; an output that fails the full schema is never reported satisfied."""
+
+from __future__ import annotations
+
+import json
+
+import llguidance as llg
+import pytest
+
+from ananke import Ananke, ConstraintCompileError, InvalidRequestError, PyConstraintIR, PyGenerationRequest
+from ananke.constraints import compile_constraints
+from ananke.constraints.compiler import byte_tokenizer, constraints_hash
+
+
+def _compile(schema: dict, mode: str = "strict"):
+    return compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))], schema_mode=mode)
+
+
+def _accepts(grammar: str, instance) -> bool:
+    matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+    text = json.dumps(instance, separators=(",", ":"))
+    return matcher.consume_tokens(list(text.encode())) and matcher.is_accepting()
+
+
+OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+# (keyword llguidance refuses, schema using it, pointer + keyword the relaxed result names)
+UNSUPPORTED = [
+    ("not", {**OBJ, "not": {"required": ["b"]}}, "/not"),
+    ("oneOf", {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]}, "/oneOf"),
+    ("uniqueItems", {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "/uniqueItems"),
+    ("dependencies", {**OBJ, "dependencies": {"a": ["b"]}}, "/dependencies"),
+    ("dependentRequired", {**OBJ, "dependentRequired": {"a": ["b"]}}, "/dependentRequired"),
+    ("dependentSchemas", {**OBJ, "dependentSchemas": {"a": {"required": ["b"]}}}, "/dependentSchemas"),
+    ("if", {"type": "integer", "if": {"minimum": 5}, "then": {"multipleOf": 5}, "else": {}}, "/if"),
+    ("contains", {"type": "array", "contains": {"type": "string"}}, "/contains"),
+    ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}, "/propertyNames"),
+    ("minProperties", {**OBJ, "minProperties": 1}, "/minProperties"),
+    ("maxProperties", {**OBJ, "maxProperties": 1}, "/maxProperties"),
+    ("unevaluatedProperties", {**OBJ, "unevaluatedProperties": False}, "/unevaluatedProperties"),
+]
+
+
+@pytest.mark.parametrize(("keyword", "schema", "where"), UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED])
+def test_strict_refuses_naming_the_keyword_and_relaxed_names_what_it_weakened(keyword, schema, where):
+    with pytest.raises(ConstraintCompileError, match=keyword) as refused:
+        _compile(schema)
+    assert "schema_mode='relaxed'" in str(refused.value)
+    compiled = _compile(schema, "relaxed")
+    assert compiled.schema_mode == "relaxed"
+    assert any(entry.startswith(f"s: {where}") for entry in compiled.relaxed), compiled.relaxed
+    assert compiled.to_dict()["relaxed"] == list(compiled.relaxed)
+
+
+def test_relaxed_grammar_admits_every_valid_instance_of_the_original():
+    schema = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "items": {"enum": ["x", "y"]}, "uniqueItems": True},
+            "kind": {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]},
+        },
+        "required": ["tags", "kind"],
+        "additionalProperties": False,
+        "not": {"properties": {"kind": {"const": 7}}},
+    }
+    grammar = _compile(schema, "relaxed").grammar
+    for valid in [{"tags": [], "kind": 1}, {"tags": ["x", "y"], "kind": 2.5}, {"tags": ["y"], "kind": -3}]:
+        assert _accepts(grammar, valid), valid
+    # what is still enforced stays enforced: the enum, the required keys, no extra keys
+    for invalid in [{"tags": ["z"], "kind": 1}, {"tags": []}, {"tags": [], "kind": 1, "extra": 0}]:
+        assert not _accepts(grammar, invalid), invalid
+
+
+def test_only_what_llguidance_refuses_is_relaxed():
+    # a oneOf llguidance can prove exclusive is enforced exactly, even next to one it cannot
+    schema = {
+        "type": "object",
+        "properties": {
+            "exact": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "loose": {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]},
+        },
+    }
+    assert _compile(schema, "relaxed").relaxed == ("s: /properties/loose/oneOf: enforced as anyOf",)
+    # a schema that needs nothing relaxed compiles to the strict grammar, with nothing listed
+    plain = _compile(OBJ, "relaxed")
+    assert plain.relaxed == () and plain.grammar == _compile(OBJ).grammar
+    # min/maxProperties stay where every listed property is required
+    counted = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "required": ["a"],
+        "minProperties": 1,
+    }
+    assert _compile(counted, "relaxed").relaxed == ()
+
+
+def test_a_property_named_like_a_keyword_is_a_property():
+    schema = {
+        "type": "object",
+        "properties": {"not": {"type": "integer"}, "if": {"type": "string"}},
+        "required": ["not", "if"],
+        "additionalProperties": False,
+        "uniqueItems": True,  # meaningless on objects, but refused by llguidance: relaxed
+    }
+    compiled = _compile(schema, "relaxed")
+    assert compiled.relaxed == ("s: /uniqueItems: not enforced",)
+    assert _accepts(compiled.grammar, {"not": 1, "if": "x"})
+    assert not _accepts(compiled.grammar, {"not": "1", "if": "x"})
+
+
+def test_modes_hash_apart_and_are_checked():
+    ir = [PyConstraintIR("s", json_schema=json.dumps(OBJ))]
+    assert constraints_hash(ir) != constraints_hash(ir, "relaxed")
+    assert constraints_hash(ir) == constraints_hash(ir, "strict")
+    with pytest.raises(InvalidRequestError, match="schema_mode"):
+        compile_constraints(ir, schema_mode="lenient")
+    with pytest.raises(InvalidRequestError, match="schema_mode"):
+        PyGenerationRequest("p", schema_mode="lenient")
+    with pytest.raises(InvalidRequestError, match="schema_mode"):
+        Ananke("local", schema_mode="loose")
+
+
+def test_what_relaxed_mode_cannot_weaken_soundly_is_still_refused():
+    # dropping overlapping patternProperties would make their keys "additional" (stricter): refused
+    schema = {"type": "object", "patternProperties": {"a*": {}, "aaa*": {}}, "additionalProperties": False}
+    with pytest.raises(ConstraintCompileError, match="not disjoint"):
+        _compile(schema, "relaxed")
+    with pytest.raises(ConstraintCompileError, match="schema is false"):
+        _compile({"allOf": [True, False]}, "relaxed")
+
+
+# ---------------------------------------------------------------------- drafts
+
+
+D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"
+
+
+def test_draft4_boolean_exclusive_maximum():
+    grammar = _compile({"$schema": D4, "type": "integer", "maximum": 5, "exclusiveMaximum": True}).grammar
+    assert _accepts(grammar, 4) and not _accepts(grammar, 5)
+    grammar = _compile({"$schema": D4, "type": "integer", "maximum": 5, "exclusiveMaximum": False}).grammar
+    assert _accepts(grammar, 5) and not _accepts(grammar, 6)
+
+
+def test_draft7_ref_siblings_are_ignored_but_2020_12_siblings_apply():
+    schema = {"$ref": "#/definitions/n", "maximum": 3, "definitions": {"n": {"type": "integer"}}}
+    draft7 = _compile({"$schema": D7, **schema}).grammar
+    assert _accepts(draft7, 10)  # draft 7: `maximum` next to $ref is ignored
+    latest = _compile(schema).grammar
+    assert _accepts(latest, 3) and not _accepts(latest, 10)  # 2020-12: both apply
+
+
+def test_draft7_tuple_items_and_additional_items():
+    schema = {
+        "$schema": D7, "type": "array", "items": [{"type": "integer"}, {"type": "string"}],
+        "additionalItems": False,
+    }  # fmt: skip
+    grammar = _compile(schema).grammar
+    assert _accepts(grammar, [1, "x"]) and not _accepts(grammar, [1, "x", 2]) and not _accepts(grammar, ["x"])
+
+
+def test_draft4_fragment_ids_are_anchors():
+    schema = {
+        "$schema": D4, "type": "object", "properties": {"f": {"$ref": "#field"}},
+        "definitions": {"field": {"id": "#field", "type": "string"}},
+    }  # fmt: skip
+    grammar = _compile(schema).grammar
+    assert _accepts(grammar, {"f": "x"}) and not _accepts(grammar, {"f": 1})
+
+
+def test_unknown_schema_dialect_is_refused():
+    with pytest.raises(ConstraintCompileError, match=r"unsupported \$schema.*draft-04"):
+        _compile({"$schema": "http://json-schema.org/draft-03/schema#", "type": "string"})
+
+
+# ---------------------------------------------------------------------- generation, embedded model
+
+
+@pytest.fixture(scope="module")
+def client() -> Ananke:
+    return Ananke("local", timeout_secs=120, schema_mode="relaxed")
+
+
+@pytest.mark.model
+async def test_relaxed_output_that_breaks_the_full_schema_is_resampled_and_reported_violated(client):
+    # The relaxed grammar admits exactly one document, [1,1], and uniqueItems rejects it: every
+    # attempt fails, and the response says so.
+    schema = {"type": "array", "items": {"enum": [1]}, "minItems": 2, "maxItems": 2, "uniqueItems": True}
+    request = PyGenerationRequest(
+        "Two ones.", [PyConstraintIR("pair", json_schema=json.dumps(schema))], 16, 0.0
+    )
+    response = await client.generate(request)
+    assert response.text == "[1,1]"
+    assert response.metadata.attempts == 3  # the default for relaxed schemas
+    assert response.metadata.relaxed == ["pair: /uniqueItems: not enforced"]
+    assert not response.validation.all_satisfied
+    assert response.validation.violated == ["pair"]
+    assert "non-unique" in response.validation.errors["pair"]
+
+
+@pytest.mark.model
+async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(client):
+    # `not` is dropped while decoding; no output can break it (there is no key "c" to write)
+    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": {"required": ["c"]}}
+    constraint = PyConstraintIR("no_c", json_schema=json.dumps(schema))
+    response = await client.generate(PyGenerationRequest("Give a as 3.", [constraint], 24, 0.0))
+    assert response.validation.all_satisfied, response.validation.errors
+    assert response.metadata.attempts == 1
+    assert response.metadata.relaxed == ["no_c: /not: not enforced"]
+
+
+@pytest.mark.model
+async def test_request_mode_overrides_the_client_default(client):
+    schema = json.dumps({**OBJ, "not": {"required": ["b"]}})
+    request = PyGenerationRequest(
+        "x", [PyConstraintIR("s", json_schema=schema)], 8, 0.0, schema_mode="strict"
+    )
+    with pytest.raises(ConstraintCompileError, match="not"):
+        await client.generate(request)
