@@ -17,7 +17,7 @@ import llguidance as llg
 import pytest
 
 from ananke import ConstraintCompileError, PyConstraintIR
-from ananke.constraints import compile_constraints
+from ananke.constraints import compile_constraints, validate
 
 pytestmark = pytest.mark.model
 
@@ -35,8 +35,9 @@ def _run(cases, tokenizer) -> tuple[Counter, list[str]]:
     false_accepts = []
     for label, schema, tests in cases:
         schema_text = json.dumps(schema)
+        constraint = PyConstraintIR("s", json_schema=schema_text)
         try:
-            compiled = compile_constraints([PyConstraintIR("s", json_schema=schema_text)])
+            compiled = compile_constraints([constraint])
         except ConstraintCompileError as exc:
             counts["compile_errors"] += 1
             keywords = re.search(r"keyword\(s\): ([\w$]+(?:, [\w$]+)*)", exc.reason)
@@ -50,6 +51,10 @@ def _run(cases, tokenizer) -> tuple[Counter, list[str]]:
         for instance, valid in tests:
             text = json.dumps(instance, separators=(",", ":"), ensure_ascii=False)
             accepted = _accepts(initial, tokenizer, text)
+            caught = compiled.warnings and not validate(text, [constraint]).all_satisfied
+            if accepted and not valid and caught:  # an announced unenforced format; the validator has it
+                counts["invalid_admitted_by_announced_format"] += 1
+                continue
             counts[f"{'valid' if valid else 'invalid'}_{'accepted' if accepted else 'rejected'}"] += 1
             if accepted and not valid:
                 false_accepts.append(f"{label}: {text[:80]}")

@@ -56,11 +56,19 @@ def check_json_schema(text: str, schema_text: str, name: str = "") -> str | None
 
 @functools.lru_cache(maxsize=256)
 def _validator(schema_text: str):
-    """The checked validator of the schema's own draft (cached: checking a schema costs ~1 ms)."""
+    """The checked validator of the schema's own draft (cached: checking a schema costs ~1 ms).
+
+    Formats are checked with every checker jsonschema has, not only the draft's own list: a
+    draft-04 schema that says "iri" (defined from draft 7 on) means an IRI, and format assertion
+    is optional in every draft, so checking more is allowed and never passes a bad value.
+    """
     schema = parse_schema("", schema_text)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, format_checker=ALL_FORMATS)
+
+
+ALL_FORMATS = jsonschema.FormatChecker()  # every format jsonschema (with format-nongpl) can check
 
 
 def check_regex(text: str, pattern: str) -> str | None:
