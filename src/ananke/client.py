@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+from ananke.attempts import attempts_allowed, retry_request
 from ananke.backends import make_backend
 from ananke.backends.base import Backend, BackendResult
 from ananke.config import (
@@ -243,7 +244,7 @@ class Ananke:
                 response = await asyncio.to_thread(self._response, request, compiled, hit, item, attempt)
                 if response.validation.all_satisfied or attempt == allowed:
                     break
-                attempt_request = retry_request(request, response, attempt + 1)
+                attempt_request = retry_request(request, response.validation.errors, attempt + 1)
         except GenerationTimeout:  # a backend's own, with its own message
             raise
         except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
@@ -287,31 +288,3 @@ class Ananke:
                 relaxed=list(compiled.relaxed),
             ),
         )
-
-
-# Attempts for a relaxed schema when the request does not say: the validator's guarantee.
-DEFAULT_RELAXED_ATTEMPTS = 3
-# Retries sample at least this warm: at temperature 0 a new seed alone would repeat the output.
-RETRY_MIN_TEMPERATURE = 0.5
-
-
-def attempts_allowed(request: PyGenerationRequest, compiled: CompiledConstraints) -> int:
-    if request.max_attempts is not None:
-        return request.max_attempts
-    return DEFAULT_RELAXED_ATTEMPTS if compiled.relaxed else 1
-
-
-def retry_request(
-    request: PyGenerationRequest, rejected: PyGenerationResponse, attempt: int
-) -> PyGenerationRequest:
-    """The next attempt: the validator's reasons added to the prompt, a new seed, some warmth."""
-    reasons = "; ".join(f"{name}: {why}" for name, why in rejected.validation.errors.items())
-    return replace(
-        request,
-        prompt=(
-            f"{request.prompt}\n\nA previous answer was rejected ({reasons[:1000]}). "
-            "Answer again and satisfy every requirement."
-        ),
-        temperature=max(request.temperature, RETRY_MIN_TEMPERATURE),
-        seed=None if request.seed is None else request.seed + attempt,
-    )

@@ -30,9 +30,10 @@ from prometheus_client import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ananke.attempts import attempts_allowed, retry_request
 from ananke.backends.base import Backend, BackendResult
 from ananke.compat import timeout_at
-from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits
+from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits, validate
 from ananke.constraints.compiler import compile_constraints, constraints_hash
 from ananke.errors import (
     AnankeError,
@@ -352,13 +353,35 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         if admitted["count"] >= settings.max_concurrency + settings.max_queue:
             raise ApiError(429, "overloaded", "the server is at capacity; retry after the Retry-After delay")
 
-    def result_of(
-        result: BackendResult, compiled: CompiledConstraints, hit: bool, request_id: str
-    ) -> GenerateResult:
+    def observe(result: BackendResult, compiled: CompiledConstraints) -> None:
         metrics.tokens.observe(result.tokens_generated)
         if result.tokens_generated and compiled.grammar is not None:
             metrics.mask_time.observe(result.mask_time_us / 1e6 / result.tokens_generated)
-        return GenerateResult.from_backend(result, compiled, hit, request_id)
+
+    async def generations(
+        body: GenerateBody, compiled: CompiledConstraints, hit: bool, request_id: str
+    ) -> AsyncIterator[str | GenerateResult]:
+        """The engine's deltas, then the validated result; rejected outputs get more attempts."""
+        request = body.to_request()
+        allowed = 1 if body.stream else attempts_allowed(request, compiled)
+        attempt_request = request
+        for attempt in range(1, allowed + 1):
+            stream = engine.stream(attempt_request, compiled, deltas=body.stream)
+            try:
+                async for item in stream:
+                    if isinstance(item, BackendResult):
+                        break
+                    yield item
+            finally:
+                await stream.aclose()  # stops decoding if we leave early
+            observe(item, compiled)
+            verdict = None
+            if request.constraints_ir:
+                verdict = await asyncio.to_thread(validate, item.text, request.constraints_ir)
+            if verdict is None or verdict.all_satisfied or attempt == allowed:
+                yield GenerateResult.from_backend(item, compiled, hit, request_id, verdict, attempt)
+                return
+            attempt_request = retry_request(request, verdict.errors, attempt + 1)
 
     async def events(
         body: GenerateBody, compiled: CompiledConstraints, hit: bool, deadline: float, request_id: str
@@ -372,17 +395,12 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
                 metrics.queue_depth.dec()
                 queued = False
                 metrics.in_flight.inc()
+                inner = generations(body, compiled, hit, request_id)
                 try:
-                    stream = engine.stream(body.to_request(), compiled, deltas=body.stream)
-                    try:
-                        async for item in stream:
-                            if isinstance(item, BackendResult):
-                                yield result_of(item, compiled, hit, request_id)
-                                return
-                            yield item
-                    finally:
-                        await stream.aclose()  # stops decoding if we leave early
+                    async for item in inner:
+                        yield item
                 finally:
+                    await inner.aclose()  # stops decoding if we leave early
                     metrics.in_flight.dec()
         except TimeoutError:
             raise GenerationTimeout("the request passed its deadline") from None

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.backends.base import BackendResult
 from ananke.constraints.compiler import CompiledConstraints
-from ananke.types import PyConstraintIR, PyGenerationContext, PyGenerationRequest
+from ananke.types import PyConstraintIR, PyGenerationContext, PyGenerationRequest, PyValidationResult
 
 
 class _Strict(BaseModel):
@@ -52,6 +52,8 @@ class GenerateBody(_Strict):
     stream: bool = False
     timeout_secs: float | None = Field(None, ge=1, allow_inf_nan=False)  # under 1 s no generation fits
     schema_mode: Literal["strict", "relaxed"] | None = None  # None: the server's --schema-mode
+    # None: 3 for a relaxed schema, else 1. The Python client sends 1 and runs attempts itself.
+    max_attempts: int | None = Field(None, ge=1, le=10)
 
     def to_request(self) -> PyGenerationRequest:
         return PyGenerationRequest(
@@ -62,6 +64,7 @@ class GenerateBody(_Strict):
             context=PyGenerationContext(**self.context.model_dump()) if self.context else None,
             seed=self.seed,
             schema_mode=self.schema_mode,
+            max_attempts=self.max_attempts,
         )
 
     @classmethod
@@ -76,6 +79,7 @@ class GenerateBody(_Strict):
             context=WireContext(**request.context.to_dict()) if request.context else None,
             seed=request.seed,
             schema_mode=request.schema_mode,
+            max_attempts=1,  # the client validates and retries itself
             stream=stream,
             timeout_secs=timeout_secs,
         )
@@ -97,11 +101,20 @@ class GenerateResult(BaseModel):
     enforced: list[str] = Field(default_factory=list)
     validated_only: list[str] = Field(default_factory=list)
     relaxed: list[str] = Field(default_factory=list)
+    attempts: int = 1
+    # The service's own check of the output against the request's constraints (None: none given).
+    validation: dict | None = None
     request_id: str = ""
 
     @classmethod
     def from_backend(
-        cls, result: BackendResult, compiled: CompiledConstraints, cache_hit: bool, request_id: str
+        cls,
+        result: BackendResult,
+        compiled: CompiledConstraints,
+        cache_hit: bool,
+        request_id: str,
+        validation: PyValidationResult | None = None,
+        attempts: int = 1,
     ) -> GenerateResult:
         """The server's answer for an engine result."""
         return cls(
@@ -118,6 +131,8 @@ class GenerateResult(BaseModel):
             enforced=list(compiled.enforced),
             validated_only=list(compiled.validated_only),
             relaxed=list(compiled.relaxed),
+            attempts=attempts,
+            validation=validation.to_dict() if validation is not None else None,
             request_id=request_id,
         )
 
