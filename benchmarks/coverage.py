@@ -26,7 +26,7 @@ import jsonschema
 import llguidance as llg
 from rich.progress import Progress
 
-from ananke import Ananke, ConstraintCompileError, PyConstraintIR, PyGenerationRequest
+from ananke import Ananke, ConstraintCompileError, GenerationTimeout, PyConstraintIR, PyGenerationRequest
 from ananke.constraints import compile_constraints, validate
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.schemas import subschemas
@@ -159,7 +159,7 @@ async def generation_part(relaxed_only: list[dict], sample: int, max_tokens: int
     step = max(1, len(relaxed_only) // sample)
     chosen = relaxed_only[::step][:sample]
     task = progress.add_task(f"generate ({len(chosen)} relaxed-only schemas)", total=len(chosen))
-    client = Ananke("local", timeout_secs=600, schema_mode="relaxed")
+    client = Ananke("local", timeout_secs=900, schema_mode="relaxed")
     gate = asyncio.Semaphore(4)  # the engine's batch size
     rows = []
 
@@ -168,7 +168,15 @@ async def generation_part(relaxed_only: list[dict], sample: int, max_tokens: int
         request = PyGenerationRequest(PROMPT, [PyConstraintIR("s", json_schema=schema_text)], max_tokens, 0.0)
         async with gate:
             start = time.perf_counter()
-            response = await client.generate(request)
+            try:
+                response = await client.generate(request)
+            except GenerationTimeout:
+                rows.append({"label": case["label"], "subset": case["subset"], "attempts": None,
+                             "satisfied": False, "independent_ok": None, "finish_reason": "timeout",
+                             "relaxed": [], "seconds": round(time.perf_counter() - start, 2),
+                             "error": "timeout"})  # fmt: skip
+                progress.advance(task)
+                return
         independent = _independent_check(case["schema"], response.text)
         rows.append({
             "label": case["label"], "subset": case["subset"], "attempts": response.metadata.attempts,
@@ -188,6 +196,7 @@ async def generation_part(relaxed_only: list[dict], sample: int, max_tokens: int
         "satisfied": len(satisfied),
         "satisfied_share": round(len(satisfied) / len(rows), 4) if rows else 0.0,
         "by_attempts": dict(Counter(r["attempts"] for r in satisfied)),
+        "mean_seconds": round(sum(r["seconds"] for r in rows) / len(rows), 2) if rows else 0.0,
         "unsatisfied_finish_reasons": dict(Counter(r["finish_reason"] for r in rows if not r["satisfied"])),
         "false_satisfied": sum(1 for r in rows if r["satisfied"] and r["independent_ok"] is False),
         "rows": sorted(rows, key=lambda r: r["label"]),
