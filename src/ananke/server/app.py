@@ -1,7 +1,8 @@
 """The Ananke inference service: FastAPI over any backend (the llama.cpp engine by default).
 
 Routes: POST /v1/generate (JSON or Server-Sent Events), POST /v1/compile, GET/POST /v1/cache,
-GET /health, GET /metrics (Prometheus), /docs (OpenAPI). Every error body is
+GET /health, GET /metrics (Prometheus), /docs (OpenAPI), and the OpenAI-compatible
+/v1/completions, /v1/chat/completions and /v1/models (server/openai_routes.py). Every error body is
 `{"error": {"type", "message", ...}}`.
 """
 
@@ -42,6 +43,7 @@ from ananke.errors import (
     GenerationTimeout,
     InvalidRequestError,
 )
+from ananke.server.openai_routes import Pipeline, add_openai_routes
 from ananke.server.wire import (
     CompileBody,
     CompileResult,
@@ -483,4 +485,10 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     async def metrics_route():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # OpenAI-compatible routes (server/openai_routes.py) over the same steps as /v1/generate
+    pipeline = Pipeline(
+        check_limits, ensure_capacity, compiled_for, events, until_disconnect,
+        settings.request_timeout_s, settings.max_tokens,
+    )  # fmt: skip
+    add_openai_routes(app, pipeline)
     return app

@@ -186,6 +186,8 @@ class ErrorDetail(BaseModel):
     message: str
     constraint: str | None = None
     field: str | None = None
+    param: str | None = None  # OpenAI-compatible routes: the field at fault, as OpenAI names it
+    code: int | None = None  # OpenAI-compatible routes: the HTTP status
     request_id: str | None = None
 
 

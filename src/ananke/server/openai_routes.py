@@ -1,0 +1,336 @@
+"""OpenAI-compatible routes of the Ananke service: any OpenAI client can use it.
+
+`POST /v1/completions`, `POST /v1/chat/completions` (JSON, or Server-Sent Events with
+`stream: true`) and `GET /v1/models`. A request carries at most one structured-output field, in
+any of the spellings servers use:
+
+* vLLM >= 0.12: `structured_outputs: {json | regex | grammar | choice}`
+* vLLM < 0.12: `guided_json`, `guided_regex`, `guided_grammar`, `guided_choice`
+* OpenAI: `response_format: {type: json_schema, json_schema: {schema}}` or `{type: json_object}`
+* SGLang: `json_schema`, `regex`, `ebnf`
+
+It becomes one Ananke constraint and runs through the same compile cache, limits, queue, metrics
+and engine as `/v1/generate`. Two fields at once, or a field of the wrong type, is a 400 naming
+them — never one silently preferred. A chat with one user message sends that message as the
+prompt; longer chats are sent as `role: content` turns (the engine adds its own system message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ananke.errors import AnankeError
+from ananke.server.wire import ErrorBody, ErrorDetail, GenerateBody, GenerateResult, WireConstraint
+
+DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default for /v1/completions
+DEFAULT_CHAT_TOKENS = 2048
+
+# Structured-output spellings at the top level of a request body, and what each one means.
+TOP_LEVEL_FIELDS = {
+    "guided_json": "json", "guided_regex": "regex", "guided_grammar": "grammar",
+    "guided_choice": "choice", "json_schema": "json", "regex": "regex", "ebnf": "grammar",
+}  # fmt: skip
+
+
+class StructuredOutputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    json_: dict | bool | str | None = Field(None, alias="json")
+    regex: str | None = None
+    grammar: str | None = None
+    choice: list[str] | None = None
+
+
+class _OpenAIBody(BaseModel):
+    """Fields both routes share. Unknown fields are a 422, as everywhere in the service."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(None, ge=1.0, le=1.0)  # only the default: the engine samples the full p
+    n: int = Field(1, ge=1, le=1)  # one choice per request
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    user: str | None = None
+    structured_outputs: StructuredOutputs | None = None
+    response_format: dict | None = None
+    guided_json: dict | bool | str | None = None
+    guided_regex: str | None = None
+    guided_grammar: str | None = None
+    guided_choice: list[str] | None = None
+    json_schema: dict | bool | str | None = None
+    regex: str | None = None
+    ebnf: str | None = None
+
+
+class CompletionBody(_OpenAIBody):
+    prompt: str | list[str]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+    name: str | None = None
+
+
+class ChatBody(_OpenAIBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class OpenAIRequestError(AnankeError):
+    """A 400 about the request's fields, in the OpenAI error shape (`param` names the field)."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The service's own steps (server/app.py), so these routes run exactly what /v1/generate runs."""
+
+    check_limits: Callable[[GenerateBody], None]
+    ensure_capacity: Callable[[], None]
+    compiled_for: Callable[[list], Awaitable[tuple[Any, bool]]]
+    events: Callable[..., AsyncIterator[str | GenerateResult]]
+    until_disconnect: Callable[[Request, Awaitable[Any]], Awaitable[Any]]
+    request_timeout_s: float
+    max_tokens: int
+
+
+def constraint_of(body: _OpenAIBody) -> WireConstraint | None:
+    """The one Ananke constraint a body asks for, or None; OpenAIRequestError when it is ambiguous."""
+    found: list[tuple[str, str, Any]] = []  # (field as written, kind, value)
+    for name, kind in TOP_LEVEL_FIELDS.items():
+        value = getattr(body, name)
+        if value is not None:
+            found.append((name, kind, value))
+    if body.structured_outputs is not None:
+        so = body.structured_outputs
+        parts = {"json": so.json_, "regex": so.regex, "grammar": so.grammar, "choice": so.choice}
+        for kind, value in parts.items():
+            if value is not None:
+                found.append((f"structured_outputs.{kind}", kind, value))
+    if body.response_format is not None:
+        found.extend(_response_format(body.response_format))
+    if len(found) > 1:
+        names = ", ".join(name for name, _, _ in found)
+        raise OpenAIRequestError(
+            f"conflicting structured-output fields: {names}; give exactly one", param=found[0][0]
+        )
+    if not found:
+        return None
+    name, kind, value = found[0]
+    if kind == "json":
+        if isinstance(value, str):  # vLLM accepts the schema as a JSON string too
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                raise OpenAIRequestError(f"{name} is not valid JSON: {exc}", param=name) from None
+            return WireConstraint(name=name, json_schema=value)
+        return WireConstraint(name=name, json_schema=json.dumps(value))
+    if kind == "regex":
+        return WireConstraint(name=name, regex_patterns=[value])
+    if kind == "grammar":
+        return WireConstraint(name=name, grammar=value)
+    if not value or not all(value):
+        raise OpenAIRequestError(f"{name} must be a non-empty list of non-empty strings", param=name)
+    # choice: a grammar of string literals (Lark literals take JSON string escapes)
+    return WireConstraint(name=name, grammar="start: " + " | ".join(json.dumps(v) for v in value))
+
+
+def _response_format(fmt: dict) -> list[tuple[str, str, Any]]:
+    kind = fmt.get("type")
+    if kind == "text":
+        return []
+    if kind == "json_object":
+        return [("response_format", "json", {"type": "object"})]
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or "schema" not in spec:
+            raise OpenAIRequestError(
+                "response_format.json_schema must be an object with a 'schema' field",
+                param="response_format.json_schema",
+            )
+        return [("response_format.json_schema", "json", spec["schema"])]
+    raise OpenAIRequestError(
+        f"response_format.type must be 'text', 'json_object' or 'json_schema', got {kind!r}",
+        param="response_format.type",
+    )
+
+
+def chat_prompt(messages: list[ChatMessage]) -> str:
+    if len(messages) == 1 and messages[0].role == "user":
+        return messages[0].content
+    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+
+
+def _check_unsupported(body: _OpenAIBody) -> None:
+    if body.stop:  # the engine stops at the grammar's end or the model's end token only
+        raise OpenAIRequestError("stop sequences are not supported by this server", param="stop")
+
+
+def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
+    engine = app.state.engine
+
+    @app.exception_handler(OpenAIRequestError)
+    async def openai_error(request: Request, exc: OpenAIRequestError):
+        detail = ErrorDetail(
+            type="invalid_request_error",
+            message=str(exc),
+            param=exc.param,
+            code=exc.status,
+            request_id=request.state.request_id,
+        )
+        return JSONResponse(ErrorBody(error=detail).model_dump(exclude_none=True), status_code=exc.status)
+
+    def served_model(body: _OpenAIBody) -> str:
+        name = engine.model_name
+        if body.model not in (None, "", name):
+            raise OpenAIRequestError(
+                f"model {body.model!r} is not served here; this server serves {name!r} (see GET /v1/models)",
+                param="model",
+                status=404,
+            )
+        return name
+
+    async def run(body: _OpenAIBody, prompt: str, max_tokens: int | None, request: Request, chat: bool):
+        model = served_model(body)
+        _check_unsupported(body)
+        constraint = constraint_of(body)
+        default_tokens = DEFAULT_CHAT_TOKENS if chat else DEFAULT_COMPLETION_TOKENS
+        generate_body = GenerateBody(
+            prompt=prompt,
+            constraints=[constraint] if constraint else [],
+            max_tokens=max_tokens or min(default_tokens, pipeline.max_tokens),
+            temperature=body.temperature,
+            seed=body.seed,
+            stream=body.stream,
+        )
+        deadline = asyncio.get_running_loop().time() + pipeline.request_timeout_s
+        pipeline.check_limits(generate_body)
+        generate_body.to_request()
+        pipeline.ensure_capacity()
+        compiled, hit = await pipeline.compiled_for(generate_body.constraints)
+        request_id = request.state.request_id
+        work = pipeline.events(generate_body, compiled, hit, deadline, request_id)
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
+        if body.stream:
+            return StreamingResponse(_sse(work, ident, model, chat), media_type="text/event-stream")
+
+        async def collect() -> GenerateResult:
+            async for item in work:
+                if isinstance(item, GenerateResult):
+                    return item
+            raise AnankeError("the engine ended without a result")
+
+        result = await pipeline.until_disconnect(request, collect())
+        return JSONResponse(_completion(result, ident, model, chat))
+
+    @app.get("/v1/models")
+    async def models():
+        return {
+            "object": "list",
+            "data": [{"id": engine.model_name, "object": "model", "created": 0, "owned_by": "ananke"}],
+        }
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody, request: Request):
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise OpenAIRequestError("prompt must be one string (batches are not supported)", "prompt")
+            prompt = prompt[0]
+        return await run(body, prompt, body.max_tokens, request, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatBody, request: Request):
+        if body.max_tokens and body.max_completion_tokens:
+            raise OpenAIRequestError("give max_tokens or max_completion_tokens, not both", "max_tokens")
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        return await run(body, chat_prompt(body.messages), max_tokens, request, chat=True)
+
+
+def _usage(result: GenerateResult) -> dict[str, int]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.tokens_generated,
+        "total_tokens": result.prompt_tokens + result.tokens_generated,
+    }
+
+
+def _ananke(result: GenerateResult) -> dict[str, Any]:
+    """Ananke's own numbers, beside the OpenAI fields (clients ignore fields they do not know)."""
+    return {
+        "enforced": result.enforced,
+        "validated_only": result.validated_only,
+        "cache_hit": result.cache_hit,
+        "generation_time_ms": result.generation_time_ms,
+        "constraint_compile_time_ms": result.constraint_compile_time_ms,
+        "request_id": result.request_id,
+    }
+
+
+def _completion(result: GenerateResult, ident: str, model: str, chat: bool) -> dict[str, Any]:
+    if chat:
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": result.text},
+            "finish_reason": result.finish_reason,
+            "logprobs": None,
+        }
+    else:
+        choice = {"index": 0, "text": result.text, "finish_reason": result.finish_reason, "logprobs": None}
+    return {
+        "id": ident,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": _usage(result),
+        "ananke": _ananke(result),
+    }
+
+
+async def _sse(
+    work: AsyncIterator[str | GenerateResult], ident: str, model: str, chat: bool
+) -> AsyncIterator[str]:
+    """OpenAI chunks (`data: {…}`), a last chunk with finish_reason and usage, then `data: [DONE]`."""
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(text: str | None, finish: str | None, extra: dict | None = None) -> str:
+        if chat:
+            delta = {} if text is None else {"content": text}
+            if text == "" and finish is None:
+                delta = {"role": "assistant", "content": ""}
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+        body = {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
+        return f"data: {json.dumps({**body, **(extra or {})})}\n\n"
+
+    try:
+        if chat:
+            yield chunk("", None)
+        async for item in work:
+            if isinstance(item, GenerateResult):
+                yield chunk(None, item.finish_reason, {"usage": _usage(item), "ananke": _ananke(item)})
+            else:
+                yield chunk(item, None)
+    except AnankeError as exc:  # the headers are sent: report in the stream, as OpenAI servers do
+        error = {"error": {"type": "server_error", "message": str(exc)}}
+        yield f"data: {json.dumps(error)}\n\n"
+    yield "data: [DONE]\n\n"
