@@ -67,6 +67,19 @@ def parse_endpoint(value: Any) -> Endpoint:
     return Endpoint(kind, url=url.rstrip("/"))
 
 
+def parse_endpoints(value: Any) -> list[Endpoint]:
+    """One endpoint, or several remote ones separated by commas (the client fails over between them)."""
+    if not isinstance(value, str) or "," not in value or value.strip().startswith("local"):
+        return [parse_endpoint(value)]
+    parts = [part.strip() for part in value.split(",")]
+    if not all(parts):
+        raise ConfigurationError(f"endpoint list {value!r} has an empty entry")
+    endpoints = [parse_endpoint(part) for part in parts]
+    if any(e.kind == "local" for e in endpoints):
+        raise ConfigurationError(f"endpoint list {value!r}: only remote endpoints can be listed, not 'local'")
+    return endpoints
+
+
 def check_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
@@ -105,7 +118,7 @@ class PyModalConfig:
     max_retries: int = 3
 
     def __post_init__(self) -> None:
-        parse_endpoint(self.endpoint_url)
+        parse_endpoints(self.endpoint_url)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigurationError(f"model must be a non-empty string, got {self.model!r}")
         if self.api_key is not None and not isinstance(self.api_key, str):
@@ -115,7 +128,12 @@ class PyModalConfig:
 
     @property
     def endpoint(self) -> Endpoint:
-        return parse_endpoint(self.endpoint_url)
+        """The endpoint (the first one of a comma-separated list)."""
+        return parse_endpoints(self.endpoint_url)[0]
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return parse_endpoints(self.endpoint_url)
 
     def __repr__(self) -> str:  # never show the key itself
         key = "None" if self.api_key is None else "'***'"

@@ -7,6 +7,10 @@ from ananke.config import PyModalConfig
 
 
 def make_backend(config: PyModalConfig, schema_in_prompt: bool = True) -> Backend:
+    if len(config.endpoints) > 1:  # several endpoints: spread requests, fail over between them
+        from ananke.backends.failover import FailoverBackend
+
+        return FailoverBackend(config, schema_in_prompt=schema_in_prompt)
     endpoint = config.endpoint
     if endpoint.kind == "local":
         from ananke.backends.local import LocalBackend
@@ -16,9 +20,9 @@ def make_backend(config: PyModalConfig, schema_in_prompt: bool = True) -> Backen
         from ananke.backends.http import HttpBackend
 
         return HttpBackend(config)
-    from ananke.backends.unavailable import UnavailableBackend
+    from ananke.backends.openai import OpenAIBackend
 
-    return UnavailableBackend(config)
+    return OpenAIBackend(config, schema_in_prompt=schema_in_prompt)
 
 
 __all__ = ["Backend", "BackendResult", "make_backend"]

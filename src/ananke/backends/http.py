@@ -48,7 +48,9 @@ class _Retryable(Exception):
 
 def error_from_response(status: int, body: Any) -> AnankeError:
     """The typed error for an error answer, with the server's own message."""
-    detail = body.get("error", {}) if isinstance(body, dict) else {}
+    detail = body.get("error", body) if isinstance(body, dict) else {}
+    if not isinstance(detail, dict):  # e.g. {"error": "text"}
+        detail = {"message": str(detail)}
     message = detail.get("message") or f"HTTP {status}"
     if status in (401, 403):
         return AuthenticationError(f"the service refused the API key: {message}")
@@ -78,13 +80,13 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
 class HttpBackend:
     engine_name = "http"
 
-    def __init__(self, config: PyModalConfig) -> None:
+    def __init__(self, config: PyModalConfig, *, base_url: str | None = None) -> None:
         self.config = config
         headers = {"user-agent": "ananke-python"}
         if config.api_key:
             headers["authorization"] = f"Bearer {config.api_key}"
         self._client = httpx.AsyncClient(
-            base_url=config.endpoint.url or "",
+            base_url=base_url or config.endpoint.url or "",
             headers=headers,
             timeout=httpx.Timeout(config.timeout_secs, connect=min(10.0, config.timeout_secs)),
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),

@@ -1,0 +1,118 @@
+"""OpenAI backend: drives an existing vLLM or SGLang server (or the Ananke service's own
+OpenAI-compatible routes) through `POST /v1/chat/completions`.
+
+Endpoint: `openai+http(s)://host[:port]/v1`, with `?server=vllm` (default, vLLM >= 0.12),
+`?server=vllm-legacy` (vLLM < 0.12, `guided_*` fields) or `?server=sglang`. The constraint the
+compiler enforces is sent in that server's own structured-output fields (backends/structured.py);
+the client validates every output locally, as for every backend. Pooled connections and the retry
+policy (connection failures, 408, 429, 5xx; `Retry-After`) are the HTTP backend's.
+
+When the model is left at the default and the server does not serve it, the backend uses the
+first model of the server's `GET /v1/models`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from ananke.backends.base import BackendResult
+from ananke.backends.http import HEALTH_TIMEOUT_S, HttpBackend
+from ananke.backends.structured import FLAVOURS, request_fields, server_constraint
+from ananke.config import PyModalConfig
+from ananke.constraints.compiler import CompiledConstraints
+from ananke.errors import ConfigurationError, ServiceError
+from ananke.prompting import build_messages
+from ananke.types import DEFAULT_MODEL, PyGenerationRequest
+
+
+def split_flavour(url: str) -> tuple[str, str]:
+    """(the base URL without our `server` query parameter, the flavour it names)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    flavours = [v for k, v in query if k == "server"]
+    flavour = flavours[-1] if flavours else "vllm"
+    if flavour not in FLAVOURS:
+        raise ConfigurationError(
+            f"endpoint {url!r}: unknown server={flavour!r}; use one of {', '.join(FLAVOURS)}"
+        )
+    rest = urlencode([(k, v) for k, v in query if k != "server"])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), rest, "")), flavour
+
+
+class OpenAIBackend:
+    engine_name = "openai"
+
+    def __init__(self, config: PyModalConfig, schema_in_prompt: bool = True) -> None:
+        self.config = config
+        base_url, self.flavour = split_flavour(config.endpoint.url or "")
+        self._http = HttpBackend(config, base_url=base_url)
+        self._schema_in_prompt = schema_in_prompt
+        self._model: str | None = None if config.model == DEFAULT_MODEL else config.model
+
+    @property
+    def model_name(self) -> str:
+        return self._model or self.config.model
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _served_model(self) -> str:
+        """The configured model; for the default one, the server's own when it serves another."""
+        if self._model is None:
+            answer = await self._http.request("GET", "/models")
+            ids = [m.get("id") for m in answer.get("data", []) if isinstance(m, dict)]
+            self._model = self.config.model if self.config.model in ids or not ids else ids[0]
+        return self._model
+
+    def body(self, request: PyGenerationRequest, compiled: CompiledConstraints, model: str) -> dict[str, Any]:
+        """The chat-completions body: messages, sampling and the flavour's structured-output fields."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": build_messages(request, include_schema=self._schema_in_prompt),
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        constraint = server_constraint(request.constraints_ir, compiled)
+        return {**body, **request_fields(constraint, self.flavour)}
+
+    async def stream(
+        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
+    ) -> AsyncIterator[str | BackendResult]:
+        """One non-streamed completion; with `deltas` its whole text arrives as one delta."""
+        model = await self._served_model()
+        started = time.perf_counter()
+        answer = await self._http.request("POST", "/chat/completions", self.body(request, compiled, model))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            choice = answer["choices"][0]
+            text = choice["message"]["content"] or ""
+            usage = answer.get("usage") or {}
+        except (KeyError, IndexError, TypeError):
+            raise ServiceError(
+                f"{self.config.endpoint_url} answered no completion: {str(answer)[:200]}"
+            ) from None
+        if deltas and text:
+            yield text
+        yield BackendResult(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            model=answer.get("model") or model,
+            tokens_generated=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            generation_time_ms=elapsed_ms,
+        )
+
+    async def health(self) -> bool:
+        """True when `GET /models` answers 200 within 2 s (vLLM's and SGLang's readiness)."""
+        try:
+            response = await self._http._client.get("/models", timeout=HEALTH_TIMEOUT_S)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
