@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ananke.client import Ananke
 from ananke.config import ENV_API_KEY, ENV_ENDPOINT
@@ -58,7 +59,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except AnankeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)  # '[gpu]' is not markup
         raise typer.Exit(2) from None
 
 
@@ -220,10 +221,22 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
     engine: Annotated[
-        str, typer.Option("--engine", help="llamacpp (CPU; the only engine in this version).")
+        str, typer.Option("--engine", help="llamacpp (CPU) or vllm (GPU; needs the gpu extra).")
     ] = "llamacpp",
     model: Annotated[
-        str | None, typer.Option("--model", help="GGUF path for llamacpp (default: embedded SmolLM2).")
+        str | None,
+        typer.Option(
+            "--model", help="llamacpp: GGUF path (default: embedded SmolLM2); vllm: HF model id or path."
+        ),
+    ] = None,
+    tensor_parallel_size: Annotated[
+        int, typer.Option("--tensor-parallel-size", min=1, help="vllm: GPUs per model.")
+    ] = 1,
+    gpu_memory_utilization: Annotated[
+        float, typer.Option("--gpu-memory-utilization", min=0.05, max=1.0, help="vllm: GPU memory share.")
+    ] = 0.90,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", min=1, help="vllm: context length (default: model's).")
     ] = None,
     api_key: Annotated[
         str | None, typer.Option("--api-key", help="Require this bearer key (default: $ANANKE_API_KEY).")
@@ -252,8 +265,10 @@ def serve(
         backend = LocalBackend(model_path=model)
         err.print("loading model…", highlight=False)
         backend.engine()
-    else:
-        err.print(f"[red]error:[/red] unknown --engine {engine!r}; available: llamacpp", highlight=False)
+    elif engine != "vllm":
+        err.print(
+            f"[red]error:[/red] unknown --engine {engine!r}; available: llamacpp, vllm", highlight=False
+        )
         raise typer.Exit(2)
     settings = ServerSettings(
         api_key=api_key or os.environ.get("ANANKE_API_KEY") or None,
@@ -263,12 +278,26 @@ def serve(
         request_timeout_s=request_timeout,
         schema_mode=schema_mode.value if schema_mode else "strict",
     )
+    if engine == "vllm":
+        from ananke.engines.vllm import VllmSettings, vllm_app
+
+        if model is None:
+            err.print(
+                "[red]error:[/red] --engine vllm needs --model (a Hugging Face id or path)", highlight=False
+            )
+            raise typer.Exit(2)
+        with reported_errors():  # no vllm installed: the install hint, at once
+            vllm_settings = VllmSettings(model, tensor_parallel_size, gpu_memory_utilization, max_model_len)
+            service = vllm_app(vllm_settings, settings)
+        name = model
+    else:
+        service, name = create_app(backend, settings), backend.model_name
     err.print(
-        f"serving {backend.model_name} on http://{host}:{port} "
+        f"serving {name} with {engine} on http://{host}:{port} "
         f"(auth {'on' if settings.api_key else 'off'}; docs at /docs)",
         highlight=False,
     )
-    uvicorn.run(create_app(backend, settings), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(service, host=host, port=port, log_level=log_level.lower())
 
 
 @app.command()
