@@ -274,3 +274,15 @@ def test_official_openai_client_gets_schema_valid_json(service):
             response_format={"type": "json_object"},
             extra_body={"guided_regex": "a+"},
         )
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("flavour", ["vllm", "sglang"])
+async def test_openai_backend_streams_deltas(service, flavour):
+    async with Ananke(f"openai+{service}/v1?server={flavour}", KEY, timeout_secs=120) as client:
+        request = PyGenerationRequest("A person.", [CONSTRAINTS["json"]], max_tokens=40, temperature=0.0)
+        items = [item async for item in client.generate_stream(request)]
+    deltas, response = items[:-1], items[-1]
+    assert len(deltas) > 1 and "".join(deltas) == response.text  # token by token, all of it
+    assert response.validation.all_satisfied, response.code
+    assert response.metadata.tokens_generated > 1 and response.metadata.finish_reason == "stop"

@@ -13,6 +13,7 @@ first model of the server's `GET /v1/models`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,11 +22,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from ananke.backends.base import BackendResult
-from ananke.backends.http import HEALTH_TIMEOUT_S, HttpBackend
+from ananke.backends.http import (
+    HEALTH_TIMEOUT_S,
+    RETRYABLE_STATUS,
+    HttpBackend,
+    _json_or_none,
+    _retry_after,
+    _Retryable,
+    _sse_events,
+    error_from_response,
+)
 from ananke.backends.structured import FLAVOURS, request_fields, server_constraint
 from ananke.config import PyModalConfig
 from ananke.constraints.compiler import CompiledConstraints
-from ananke.errors import ConfigurationError, ServiceError
+from ananke.errors import BackendError, ConfigurationError, GenerationTimeout, ServiceError
 from ananke.prompting import build_messages
 from ananke.types import DEFAULT_MODEL, PyGenerationRequest
 
@@ -85,28 +95,81 @@ class OpenAIBackend:
     async def stream(
         self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
     ) -> AsyncIterator[str | BackendResult]:
-        """One non-streamed completion; with `deltas` its whole text arrives as one delta."""
+        """With `deltas`, Server-Sent Events (retried until the server accepts the request);
+        else one JSON completion (retried as a whole)."""
         model = await self._served_model()
+        body = self.body(request, compiled, model)
         started = time.perf_counter()
-        answer = await self._http.request("POST", "/chat/completions", self.body(request, compiled, model))
-        elapsed_ms = (time.perf_counter() - started) * 1000
+        if deltas:
+            async for item in self._streamed(body, model, started):
+                yield item
+            return
+        answer = await self._http.request("POST", "/chat/completions", body)
         try:
             choice = answer["choices"][0]
             text = choice["message"]["content"] or ""
-            usage = answer.get("usage") or {}
         except (KeyError, IndexError, TypeError):
-            raise ServiceError(
-                f"{self.config.endpoint_url} answered no completion: {str(answer)[:200]}"
-            ) from None
-        if deltas and text:
-            yield text
-        yield BackendResult(
+            where = self.config.endpoint_url
+            raise ServiceError(f"{where} answered no completion: {str(answer)[:200]}") from None
+        yield self._result(text, choice.get("finish_reason"), answer, model, started)
+
+    async def _streamed(self, body: dict, model: str, started: float) -> AsyncIterator[str | BackendResult]:
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        client = self._http._client
+
+        async def accepted() -> httpx.Response:
+            try:
+                response = await client.send(
+                    client.build_request("POST", "/chat/completions", json=body), stream=True
+                )
+            except httpx.TimeoutException:
+                raise GenerationTimeout(f"no answer from {self.config.endpoint_url} in time") from None
+            except httpx.TransportError as exc:
+                raise _Retryable(BackendError(f"cannot reach {self.config.endpoint_url}: {exc}")) from None
+            if response.status_code >= 400:
+                await response.aread()
+                await response.aclose()
+                error = error_from_response(response.status_code, _json_or_none(response))
+                if response.status_code in RETRYABLE_STATUS:
+                    raise _Retryable(error, _retry_after(response))
+                raise error
+            return response
+
+        response = await self._http._with_retries(accepted)
+        text, finish, last = [], None, {}
+        try:
+            async for _event, data in _sse_events(response):
+                if data.strip() == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise error_from_response(500, chunk)
+                last = chunk if chunk.get("usage") else last
+                for choice in chunk.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        text.append(delta)
+                        yield delta
+                    finish = choice.get("finish_reason") or finish
+        except httpx.TimeoutException:
+            raise GenerationTimeout(f"no answer from {self.config.endpoint_url} in time") from None
+        except httpx.TransportError as exc:
+            raise BackendError(f"the stream from {self.config.endpoint_url} broke: {exc}") from None
+        finally:
+            await response.aclose()
+        yield self._result("".join(text), finish, last, model, started)
+
+    def _result(
+        self, text: str, finish: str | None, answer: dict, model: str, started: float
+    ) -> BackendResult:
+        usage = answer.get("usage") or {}
+        return BackendResult(
             text=text,
-            finish_reason=choice.get("finish_reason") or "stop",
+            finish_reason=finish or "stop",
             model=answer.get("model") or model,
             tokens_generated=int(usage.get("completion_tokens") or 0),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            generation_time_ms=elapsed_ms,
+            generation_time_ms=(time.perf_counter() - started) * 1000,
         )
 
     async def health(self) -> bool:

@@ -61,6 +61,7 @@ class _OpenAIBody(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: dict | None = None  # the last chunk always carries `usage`
     user: str | None = None
     structured_outputs: StructuredOutputs | None = None
     response_format: dict | None = None
