@@ -12,7 +12,9 @@ any of the spellings servers use:
 It becomes one Ananke constraint and runs through the same compile cache, limits, queue, metrics
 and engine as `/v1/generate`. Two fields at once, or a field of the wrong type, is a 400 naming
 them — never one silently preferred. A chat with one user message sends that message as the
-prompt; longer chats are sent as `role: content` turns (the engine adds its own system message).
+prompt; longer chats are sent as `role: content` turns. Either way, and for /v1/completions too,
+the engine wraps the prompt in the model's chat template with its own system message, as for
+/v1/generate (the models served are instruction-tuned).
 """
 
 from __future__ import annotations
