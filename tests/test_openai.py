@@ -43,10 +43,25 @@ def _fields(constraints: list[PyConstraintIR], flavour: str) -> dict:
 
 def test_json_schema_fields_per_flavour():
     c = [PyConstraintIR("p", json_schema=json.dumps(PERSON))]
-    assert _fields(c, "vllm") == {"structured_outputs": {"json": PERSON}}
-    assert _fields(c, "vllm-legacy") == {"guided_json": PERSON}
+    compact = {**PERSON, "x-guidance": {"whitespace_flexible": False}}  # as the local engine decodes
+    assert _fields(c, "vllm") == {"structured_outputs": {"json": compact}}
+    assert _fields(c, "vllm-legacy") == {"guided_json": compact}
     sglang = _fields(c, "sglang")["response_format"]
     assert sglang["type"] == "json_schema" and sglang["json_schema"]["schema"] == PERSON
+
+
+def test_the_server_gets_the_schema_the_compiler_enforces_after_relaxing():
+    c = [
+        PyConstraintIR(
+            "u", json_schema='{"type": "array", "items": {"type": "integer"}, "uniqueItems": true}'
+        )
+    ]
+    compiled = compile_constraints(c, None, "relaxed")
+    assert compiled.relaxed == ("u: /uniqueItems: not enforced",)
+    sent = request_fields(server_constraint(c, compiled), "sglang")["response_format"]["json_schema"][
+        "schema"
+    ]
+    assert sent == {"type": "array", "items": {"type": "integer"}}  # validated afterwards, not sent
 
 
 def test_regex_fields_drop_anchors_and_grammars_become_lark():
@@ -286,3 +301,16 @@ async def test_openai_backend_streams_deltas(service, flavour):
     assert len(deltas) > 1 and "".join(deltas) == response.text  # token by token, all of it
     assert response.validation.all_satisfied, response.code
     assert response.metadata.tokens_generated > 1 and response.metadata.finish_reason == "stop"
+
+
+@pytest.mark.model
+def test_schema_mode_reaches_the_compiler(service):
+    unique = {"type": "array", "items": {"type": "integer"}, "uniqueItems": True, "maxItems": 3}
+    refused = _post(service, "/v1/chat/completions", _chat("Three numbers.", guided_json=unique))
+    assert refused.status_code == 400 and "uniqueItems" in refused.json()["error"]["message"]
+    answer = _post(
+        service, "/v1/chat/completions", _chat("Three numbers.", guided_json=unique, schema_mode="relaxed")
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ananke"]["relaxed"] == ["guided_json: /uniqueItems: not enforced"]
+    assert isinstance(json.loads(answer.json()["choices"][0]["message"]["content"]), list)

@@ -51,7 +51,7 @@ def server_constraint(
     name, _, part = compiled.enforced[0].rpartition(":")
     c = by_name[name]
     if part == "json_schema":
-        return ServerConstraint("json", json.loads(c.json_schema or "null"))
+        return ServerConstraint("json", enforced_schema(compiled.grammar))
     if part == "grammar":
         gbnf = c.grammar if "::=" in (c.grammar or "") else None
         return ServerConstraint("grammar", grammar_to_lark(c.name, c.grammar or ""), gbnf=gbnf)
@@ -67,6 +67,13 @@ def server_constraint(
     return ServerConstraint("grammar", f"start: ANANKE_RE\nANANKE_RE: {lexemes}\n")
 
 
+def enforced_schema(grammar: str) -> Any:
+    """The JSON schema the compiler enforces, as embedded in its llguidance grammar: after
+    relaxation (schema_mode='relaxed'), dropped unknown formats and llguidance's `x-guidance`
+    options (compact JSON), so a server enforces exactly what the local engine would."""
+    return json.loads(grammar)["grammars"][0]["json_schema"]
+
+
 def request_fields(constraint: ServerConstraint | None, flavour: str) -> dict[str, Any]:
     """The request-body fields that carry `constraint` to a server of `flavour`."""
     if flavour not in FLAVOURS:
@@ -78,7 +85,9 @@ def request_fields(constraint: ServerConstraint | None, flavour: str) -> dict[st
         return {"structured_outputs": {kind: value}}
     if flavour == "vllm-legacy":
         return {f"guided_{kind}": value}
-    if kind == "json":  # SGLang
+    if kind == "json":  # SGLang; its default backend (xgrammar) does not know llguidance's options
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "x-guidance"}
         schema = {"name": "ananke", "schema": value}
         return {"response_format": {"type": "json_schema", "json_schema": schema}}
     if kind == "regex":

@@ -74,6 +74,7 @@ class _OpenAIBody(BaseModel):
     json_schema: dict | bool | str | None = None
     regex: str | None = None
     ebnf: str | None = None
+    schema_mode: Literal["strict", "relaxed"] | None = None  # Ananke's own; None: the server's
 
 
 class CompletionBody(_OpenAIBody):
@@ -106,7 +107,7 @@ class Pipeline:
 
     check_limits: Callable[[GenerateBody], None]
     ensure_capacity: Callable[[], None]
-    compiled_for: Callable[[list], Awaitable[tuple[Any, bool]]]
+    compiled_for: Callable[[list, str | None], Awaitable[tuple[Any, bool]]]
     events: Callable[..., AsyncIterator[str | GenerateResult]]
     until_disconnect: Callable[[Request, Awaitable[Any]], Awaitable[Any]]
     request_timeout_s: float
@@ -221,12 +222,13 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
             temperature=body.temperature,
             seed=body.seed,
             stream=body.stream,
+            schema_mode=body.schema_mode,
         )
         deadline = asyncio.get_running_loop().time() + pipeline.request_timeout_s
         pipeline.check_limits(generate_body)
         generate_body.to_request()
         pipeline.ensure_capacity()
-        compiled, hit = await pipeline.compiled_for(generate_body.constraints)
+        compiled, hit = await pipeline.compiled_for(generate_body.constraints, generate_body.schema_mode)
         request_id = request.state.request_id
         work = pipeline.events(generate_body, compiled, hit, deadline, request_id)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
@@ -279,6 +281,7 @@ def _ananke(result: GenerateResult) -> dict[str, Any]:
     return {
         "enforced": result.enforced,
         "validated_only": result.validated_only,
+        "relaxed": result.relaxed,
         "cache_hit": result.cache_hit,
         "generation_time_ms": result.generation_time_ms,
         "constraint_compile_time_ms": result.constraint_compile_time_ms,
