@@ -174,7 +174,8 @@ def test_every_structured_output_spelling_is_enforced(service, fields, check):
     text = answer["choices"][0]["message"]["content"]
     assert check(text), text
     assert answer["object"] == "chat.completion" and answer["usage"]["completion_tokens"] >= 1
-    assert answer["ananke"]["enforced"]  # the service says what it enforced
+    assert answer["ananke"]["enforced"]  # the service says what it enforced…
+    assert answer["ananke"]["validation"]["all_satisfied"] is True  # …and checked it
 
 
 @pytest.mark.model

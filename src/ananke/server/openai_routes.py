@@ -282,6 +282,7 @@ def _ananke(result: GenerateResult) -> dict[str, Any]:
         "enforced": result.enforced,
         "validated_only": result.validated_only,
         "relaxed": result.relaxed,
+        "validation": result.validation,  # the service's own verdict on the output
         "cache_hit": result.cache_hit,
         "generation_time_ms": result.generation_time_ms,
         "constraint_compile_time_ms": result.constraint_compile_time_ms,
