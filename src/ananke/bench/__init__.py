@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import time
 
+from ananke.bench import overview
 from ananke.bench.common import BenchContext, default_data_dir
 
 SUITES: dict[str, str] = {
@@ -31,6 +32,7 @@ def run_suites(names: list[str], ctx: BenchContext) -> dict[str, dict]:
         start = time.perf_counter()
         summary = importlib.import_module(SUITES[name]).run(ctx)
         outcomes[name] = {"summary": summary, "seconds": round(time.perf_counter() - start, 1)}
+        overview.update(ctx)
     return outcomes
 
 
