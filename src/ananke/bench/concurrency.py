@@ -51,7 +51,17 @@ async def one_level(client, requests, level: int) -> dict:
             "latencies_ms": [round(x, 1) for x in latencies]}  # fmt: skip
 
 
-async def measure(clients: dict, requests, rounds: int, advance, warm_up: bool) -> list[dict]:
+async def measure(url: str, requests, rounds: int, advance, warm_up: bool) -> list[dict]:
+    from ananke import Ananke
+
+    clients = {"in_process": Ananke("local"), "service": Ananke(url)}
+    try:
+        return await measure_with(clients, requests, rounds, advance, warm_up)
+    finally:
+        await clients["service"].aclose()  # in this event loop, which its connections belong to
+
+
+async def measure_with(clients: dict, requests, rounds: int, advance, warm_up: bool) -> list[dict]:
     samples = []
     for client in clients.values():  # warm-up: model load, compile caches, prompt prefixes
         await one_level(client, requests if warm_up else requests[:1], max(LEVELS))
@@ -65,7 +75,6 @@ async def measure(clients: dict, requests, rounds: int, advance, warm_up: bool) 
 
 
 def run(ctx: BenchContext) -> dict:
-    from ananke import Ananke
     from ananke.bench.serve import ananke_serve
     from ananke.engines.llamacpp import settings_from_env
 
@@ -74,13 +83,12 @@ def run(ctx: BenchContext) -> dict:
     if ctx.quick:  # the shortest schemas: prompt processing dominates a smoke run
         tasks = sorted(tasks, key=lambda t: len(t.schema))
     requests = [t.request(max_tokens) for t in tasks[:REQUESTS]]
-    with tempfile.TemporaryDirectory() as tmp, ananke_serve(log_path=Path(tmp) / "server.log") as url:
-        local, remote = Ananke("local"), Ananke(url)
-        with progress("concurrency", rounds * 2 * len(LEVELS)) as advance:
-            samples = asyncio.run(
-                measure({"in_process": local, "service": remote}, requests, rounds, advance, not ctx.quick)
-            )
-        asyncio.run(remote.aclose())
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ananke_serve(log_path=Path(tmp) / "server.log") as url,
+        progress("concurrency", rounds * 2 * len(LEVELS)) as advance,
+    ):
+        samples = asyncio.run(measure(url, requests, rounds, advance, not ctx.quick))
 
     summary: dict = {}
     for path in ("in_process", "service"):
