@@ -15,7 +15,10 @@ from ananke.bench.common import BenchContext, default_data_dir, log
 def bench(
     suite: Annotated[str, typer.Argument(help=f"One of: {', '.join(SUITES)}, or all.")],
     quick: Annotated[
-        bool, typer.Option("--quick", help="A small run (< 60 s a suite) for smoke tests.")
+        bool,
+        typer.Option(
+            "--quick", help="A small run for smoke tests, written to <suite>-quick.* and RESULTS-quick.md."
+        ),
     ] = False,
     out: Annotated[
         Path, typer.Option("--out", help="Benchmarks folder: results/<suite>.json, plots and RESULTS.md.")
