@@ -1,39 +1,16 @@
-"""Shared parts of the benchmark scripts: environment facts, result files, RESULTS.md sections."""
+"""Shared parts of the scripts service.py and load.py (the suites of `ananke bench` live in ananke.bench)."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
-import numpy as np
+from ananke.bench.common import environment, pct
+
+__all__ = ["ROOT", "environment", "pct", "update_results_md", "write_json"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def environment() -> dict:
-    import llama_cpp
-    import llguidance
-
-    from ananke import __version__
-
-    return {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {
-            "ananke": __version__,
-            "llguidance": llguidance.__version__,
-            "llama_cpp_python": llama_cpp.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": {"platform": platform.platform(), "cores": len(os.sched_getaffinity(0))},
-    }
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0
 
 
 def write_json(name: str, report: dict) -> Path:

@@ -9,89 +9,47 @@ The counts are printed (run with `-s`) and written to the JUnit properties.
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
 from pathlib import Path
 
-import llguidance as llg
 import pytest
 
 from ananke import ConstraintCompileError, PyConstraintIR
-from ananke.constraints import compile_constraints, validate
+from ananke.bench.compliance import check_cases, jsts_cases, maskbench_cases, named_keywords
+from ananke.constraints import compile_constraints
 
 pytestmark = pytest.mark.model
 
 MASKBENCH_SAMPLE = 500  # every n-th of the 5,158 files, so every subset is represented
 
 
-def _accepts(initial: llg.LLMatcher, tokenizer, text: str) -> bool:
-    matcher = initial.deep_copy()
-    return matcher.consume_tokens(tokenizer.tokenize_str(text)) and matcher.is_accepting()
-
-
-def _run(cases, tokenizer) -> tuple[Counter, list[str]]:
-    """cases: (label, schema, [(instance, valid)]). Returns counts and false-accept labels."""
-    counts: Counter = Counter()
-    false_accepts = []
-    for label, schema, tests in cases:
-        schema_text = json.dumps(schema)
-        constraint = PyConstraintIR("s", json_schema=schema_text)
-        try:
-            compiled = compile_constraints([constraint])
-        except ConstraintCompileError as exc:
-            counts["compile_errors"] += 1
-            keywords = re.search(r"keyword\(s\): ([\w$]+(?:, [\w$]+)*)", exc.reason)
-            if keywords and '"$ref": "http' not in schema_text:  # named keywords are in the schema
-                for keyword in keywords.group(1).split(", "):
-                    assert f'"{keyword}"' in schema_text, (label, exc.reason)
-            continue
-        counts["compiled"] += 1
-        initial = llg.LLMatcher(tokenizer, compiled.grammar, log_level=0)
-        assert not initial.is_error(), (label, initial.get_error())
-        for instance, valid in tests:
-            text = json.dumps(instance, separators=(",", ":"), ensure_ascii=False)
-            accepted = _accepts(initial, tokenizer, text)
-            caught = compiled.warnings and not validate(text, [constraint]).all_satisfied
-            if accepted and not valid and caught:  # an announced unenforced format; the validator has it
-                counts["invalid_admitted_by_announced_format"] += 1
-                continue
-            counts[f"{'valid' if valid else 'invalid'}_{'accepted' if accepted else 'rejected'}"] += 1
-            if accepted and not valid:
-                false_accepts.append(f"{label}: {text[:80]}")
-    return counts, false_accepts
-
-
-def _report(name: str, counts: Counter, record_property) -> None:
+def _checked(name: str, cases, tokenizer, record_property):
+    """Run the cases; every refusal that names keywords must name keywords the schema has."""
+    outcome = check_cases(cases, tokenizer)
+    for label, schema_text, reason in outcome.compile_errors:
+        if '"$ref": "http' not in schema_text:  # a remote $ref is refused without a keyword
+            for keyword in named_keywords(reason):
+                assert f'"{keyword}"' in schema_text, (label, reason)
+    counts = outcome.total()
     print(f"\n{name}: {dict(sorted(counts.items()))}")
     for key, value in counts.items():
         record_property(f"{name}.{key}", value)
+    return outcome, counts
 
 
 def test_json_schema_test_suite_never_falsely_accepts(shared_data, model_tokenizer, record_property):
-    cases = []
-    for path in sorted((shared_data / "json-schema-test-suite/tests/draft2020-12").glob("*.json")):
-        for case in json.loads(path.read_text()):
-            label = f"{path.stem}: {case['description']}"
-            cases.append((label, case["schema"], [(t["data"], t["valid"]) for t in case["tests"]]))
-    counts, false_accepts = _run(cases, model_tokenizer)
-    _report("json-schema-test-suite", counts, record_property)
-    assert false_accepts == []
+    cases = jsts_cases(shared_data / "json-schema-test-suite/tests/draft2020-12")
+    outcome, counts = _checked("json-schema-test-suite", cases, model_tokenizer, record_property)
+    assert outcome.false_accepts == []
     assert counts["compiled"] >= 150
     assert counts["valid_accepted"] >= 0.9 * (counts["valid_accepted"] + counts["valid_rejected"])
 
 
 def test_maskbench_sample_never_falsely_accepts(shared_data, model_tokenizer, record_property):
-    files = sorted((shared_data / "maskbench").glob("*.json"))[
-        :: len(list((shared_data / "maskbench").glob("*.json"))) // MASKBENCH_SAMPLE
-    ]
-    cases = []
-    for path in files:
-        data = json.loads(path.read_text())
-        cases.append((path.stem, data["schema"], [(t["data"], t["valid"]) for t in data["tests"]]))
-    counts, false_accepts = _run(cases, model_tokenizer)
-    _report(f"maskbench[{len(files)} files]", counts, record_property)
-    assert false_accepts == []
-    assert counts["compiled"] >= 0.8 * len(files)
+    n_files = len(list((shared_data / "maskbench").glob("*.json")))
+    cases = maskbench_cases(shared_data / "maskbench", every=n_files // MASKBENCH_SAMPLE)
+    outcome, counts = _checked(f"maskbench[{len(cases)} files]", cases, model_tokenizer, record_property)
+    assert outcome.false_accepts == []
+    assert counts["compiled"] >= 0.8 * len(cases)
     assert counts["valid_accepted"] >= 0.9 * (counts["valid_accepted"] + counts["valid_rejected"])
 
 

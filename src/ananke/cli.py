@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from ananke.bench.cli import bench
 from ananke.client import Ananke
 from ananke.config import ENV_API_KEY, ENV_ENDPOINT
 from ananke.errors import AnankeError
@@ -352,3 +353,7 @@ def cache_clear(endpoint: EndpointOpt = None, api_key: ApiKeyOpt = None) -> None
     with reported_errors():
         asyncio.run(_client(endpoint, api_key).clear_cache(on_service=True))
     print("cleared")
+
+
+# Benchmarks: the command lives with the suites (ananke.bench).
+app.command()(bench)

@@ -1,0 +1,157 @@
+"""decode: the same prompts unconstrained and JSON-constrained on the embedded model.
+
+Reports tok/s both ways and their ratio, token-mask time per token (p50/p99) and the share of
+fast-forwarded tokens. Runs alternate (unconstrained, constrained, unconstrained, …) so machine
+noise hits both sides.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ananke.bench.common import (
+    BenchContext,
+    header,
+    pct,
+    progress,
+    ratio,
+    save_plot,
+    table,
+    target_note,
+    update_results_md,
+    write_report,
+)
+from ananke.bench.tasks import PROMPT, maskbench_tasks
+
+MAX_TOKENS = 128
+
+
+def run_job(engine, prompt: list[int], grammar: str | None, max_tokens: int = MAX_TOKENS):
+    """One job on the engine, waited for; returns its JobResult."""
+    from ananke.engines.llamacpp import Job
+
+    box: dict = {}
+    done = threading.Event()
+
+    def on_done(result, error):
+        box["result"], box["error"] = result, error
+        done.set()
+
+    engine.submit(Job(prompt, grammar, max_tokens, 0.0, None, on_done))
+    done.wait()
+    if box["error"] is not None:
+        raise box["error"]
+    return box["result"]
+
+
+def side(label: str, result) -> dict:
+    """Tokens and times of one run; decode time excludes prompt processing (first token)."""
+    return {
+        f"{label}_tokens": len(result.tokens),
+        f"{label}_prefill_s": round(result.first_token_ms / 1000, 4),
+        f"{label}_decode_s": round((result.total_time_ms - result.first_token_ms) / 1000, 4),
+    }
+
+
+def rate(rows: list[dict], label: str) -> float:
+    """Tokens after the first, per second of decoding, over all rows."""
+    tokens = sum(r[f"{label}_tokens"] - 1 for r in rows)
+    seconds = sum(r[f"{label}_decode_s"] for r in rows)
+    return tokens / seconds if seconds else 0.0
+
+
+def run(ctx: BenchContext) -> dict:
+    from ananke.backends.local import render_prompt
+    from ananke.constraints import compile_constraints
+    from ananke.engines.llamacpp import shared_engine
+    from ananke.engines.model import default_model_path
+
+    n_tasks = 3 if ctx.quick else 20
+    engine = shared_engine(default_model_path())
+    prepared = []
+    for task in maskbench_tasks(ctx.need("maskbench"), n_tasks, compiling_only=True):
+        request = task.request(MAX_TOKENS)
+        grammar = compile_constraints(request.constraints_ir).grammar
+        prepared.append((task.name, render_prompt(engine, request), grammar))
+    run_job(engine, prepared[0][1], None)  # warm-up
+
+    rows = []
+    with progress("decode", len(prepared)) as advance:
+        for name, prompt, grammar in prepared:
+            free = run_job(engine, prompt, None)
+            bound = run_job(engine, prompt, grammar)
+            rows.append(
+                {
+                    "task": name,
+                    "prompt_tokens": len(prompt),
+                    **side("unconstrained", free),
+                    **side("constrained", bound),
+                    "forced_tokens": bound.forced_tokens,
+                    "mask_times_us": [round(t, 1) for t in bound.mask_times_us],
+                    "finish_reason": bound.finish_reason,
+                }
+            )
+            advance()
+
+    free_tps, bound_tps = rate(rows, "unconstrained"), rate(rows, "constrained")
+    masks = [t for r in rows for t in r["mask_times_us"]]
+    summary = {
+        "unconstrained_tok_s": round(free_tps, 1),
+        "constrained_tok_s": round(bound_tps, 1),
+        "ratio_constrained_over_unconstrained": ratio(bound_tps, free_tps),
+        "mask_p50_us": round(pct(masks, 50), 1),
+        "mask_p99_us": round(pct(masks, 99), 1),
+        "forced_share": round(
+            sum(r["forced_tokens"] for r in rows) / max(1, sum(r["constrained_tokens"] for r in rows)), 3
+        ),
+    }
+    settings = {
+        "model": engine.model.name,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0.0,
+        "prompt": PROMPT,
+        "tasks": len(rows),
+        "slots": engine.settings.slots,
+        "threads": engine.settings.threads,
+    }
+    report = write_report(ctx, "decode", settings, summary, {"rows": rows})
+    write_markdown(ctx, report, masks)
+    return summary
+
+
+def write_markdown(ctx: BenchContext, report: dict, masks: list[float]) -> None:
+    s, settings = report["summary"], report["settings"]
+
+    def draw(plt):
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        ax.hist([max(m, 1) for m in masks], bins=40, color="#4477aa")
+        ax.set_xscale("log")
+        for value, label, style in [(s["mask_p50_us"], "p50", "-"), (s["mask_p99_us"], "p99", "--")]:
+            ax.axvline(value, color="black", linestyle=style, label=f"{label} {value} µs")
+        for value, label in [(100, "p50 target"), (600, "p99 target")]:
+            ax.axvline(value, color="#cc3311", linestyle=":", label=f"{label} {value} µs")
+        ax.set_xlabel("mask time per token (µs, log scale)")
+        ax.set_ylabel("tokens")
+        ax.legend(fontsize=8)
+        return fig
+
+    ratio_value = s["ratio_constrained_over_unconstrained"]
+    rows = [
+        ["unconstrained tok/s", s["unconstrained_tok_s"], "", ""],
+        ["JSON-constrained tok/s", s["constrained_tok_s"], "", ""],
+        ["constrained ÷ unconstrained", ratio_value, ">= 1.2", target_note(ratio_value, 1.2)],
+        ["mask time per token p50", f"{s['mask_p50_us']} µs", "<= 100 µs",
+         target_note(s["mask_p50_us"], 100, higher_is_better=False)],
+        ["mask time per token p99", f"{s['mask_p99_us']} µs", "<= 600 µs",
+         target_note(s["mask_p99_us"], 600, higher_is_better=False)],
+        ["fast-forwarded share of tokens", f"{s['forced_share']:.1%}", "", ""],
+    ]  # fmt: skip
+    text = header(ctx, report, f"{settings['model']}, {settings['tasks']} maskbench JSON schemas")
+    text += f"""
+max_tokens {settings["max_tokens"]}, temperature 0, {settings["threads"]} threads. Same prompts both
+ways, alternated. tok/s counts decoding only (after the first token; prompt processing excluded);
+fast-forwarded (forced) tokens count as generated.
+
+{table(["metric", "value", "target", ""], rows)}
+{save_plot(ctx, "decode", draw)}"""
+    update_results_md(ctx, "decode", text)

@@ -1,0 +1,69 @@
+"""The "Targets at a glance" section at the top of RESULTS.md, from whatever results exist."""
+
+from __future__ import annotations
+
+import json
+
+from ananke.bench.common import BenchContext, table, target_note
+
+# (suite, label, how to read the value from the summary, target text, target, higher is better)
+TARGETS = [
+    ("decode", "constrained ÷ unconstrained tok/s (JSON)",
+     lambda s: s["ratio_constrained_over_unconstrained"], ">= 1.2", 1.2, True),
+    ("decode", "mask time per token p50 (µs)", lambda s: s["mask_p50_us"], "<= 100", 100, False),
+    ("decode", "mask time per token p99 (µs)", lambda s: s["mask_p99_us"], "<= 600", 600, False),
+    ("compile", "compile p50 (ms)", lambda s: s["compile_p50_ms"], "<= 2", 2, False),
+    ("compile", "compile p99 (ms)", lambda s: s["compile_p99_ms"], "<= 100", 100, False),
+    ("peers", "end-to-end time, llama-cpp-python grammar ÷ Ananke",
+     lambda s: s["llama_cpp_grammar"]["ananke_speedup_e2e"], ">= 2", 2, True),
+    ("peers", "end-to-end time, Outlines ÷ Ananke",
+     lambda s: s["outlines"]["ananke_speedup_e2e"], ">= 1.5", 1.5, True),
+    ("compliance", "maskbench invalid instances accepted",
+     lambda s: s["maskbench"]["invalid_accepted"], "0", 0, False),
+    ("compliance", "JSON-Schema-Test-Suite invalid instances accepted",
+     lambda s: s["json-schema-test-suite"]["invalid_accepted"], "0", 0, False),
+    ("concurrency", "8 ÷ 1 in flight, aggregate tok/s, in process",
+     lambda s: s["in_process"]["gain_8_over_1"], ">= 1.3", 1.3, True),
+    ("concurrency", "8 ÷ 1 in flight, aggregate tok/s, service",
+     lambda s: s["service"]["gain_8_over_1"], ">= 1.3", 1.3, True),
+]  # fmt: skip
+
+BEGIN, END = "<!-- targets:begin -->", "<!-- targets:end -->"
+
+
+def update(ctx: BenchContext) -> None:
+    rows = []
+    for suite, label, read, target_text, target, higher in TARGETS:
+        path = ctx.results_dir / f"{ctx.stem(suite)}.json"
+        if not path.exists():
+            rows.append([label, "not run", target_text, "", suite])
+            continue
+        report = json.loads(path.read_text())
+        try:
+            value = read(report["summary"])
+        except (KeyError, TypeError):  # e.g. a peer that was skipped
+            value = None
+        status = "met" if value == target == 0 else target_note(value, target, higher) if target else ""
+        if target == 0 and value:
+            status = f"missed: {value}"
+        rows.append([label, value, target_text, status, f"{suite} ({report['when']})"])
+    section = f"""{BEGIN}
+## Targets at a glance
+
+Measured value against the issue's targets; details and the reasons for misses in each suite's
+section below. Each suite's run time and machine are in its section.
+
+{table(["target", "measured", "target", "status", "suite (run at)"], rows)}{END}"""
+    path = ctx.out / ("RESULTS-quick.md" if ctx.quick else "RESULTS.md")
+    text = (
+        path.read_text() if path.exists() else "# Benchmark results\n\nRegenerate with `ananke bench all`.\n"
+    )
+    if BEGIN in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:  # after the title and its first paragraph
+        first = text.find("\n## ")
+        text = (text.rstrip() + "\n\n" + section + "\n") if first < 0 else (
+            text[:first] + "\n" + section + "\n" + text[first:]
+        )  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

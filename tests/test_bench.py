@@ -1,0 +1,46 @@
+"""Smoke test of `ananke bench`: every suite runs with --quick into a temporary folder and writes
+its results file and RESULTS section. No timing is asserted (benchmarks measure, tests check)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ananke.bench import SUITES, run_suites
+from ananke.bench.common import BenchContext, pyplot
+
+pytestmark = pytest.mark.model
+
+PLOTTED = {"decode", "compile", "peers", "concurrency"}
+
+
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_quick_suite_writes_results(suite, shared_data, tmp_path):
+    ctx = BenchContext(quick=True, out=tmp_path, data=shared_data)
+    summary = run_suites([suite], ctx)[suite]["summary"]
+    assert summary
+    report = json.loads((tmp_path / "results" / f"{suite}-quick.json").read_text())
+    assert report["suite"] == suite and report["quick"] is True
+    assert report["versions"]["ananke"] and report["machine"]["cores"] >= 1
+    assert report["summary"] and report["settings"]
+    assert f"\n## {suite} — " in (tmp_path / "RESULTS-quick.md").read_text()
+    if suite in PLOTTED and pyplot() is not None:
+        assert (tmp_path / "results" / f"{suite}-quick.png").stat().st_size > 1000
+    if suite == "compliance":
+        assert report["summary"]["maskbench"]["invalid_accepted"] == 0
+    if suite == "peers":  # each peer either ran every task or was skipped with its reason
+        for tool in ("llama_cpp_grammar", "outlines"):
+            assert (tool in report["summary"]) != (tool in report["settings"]["skipped"])
+
+
+def test_cli_rejects_an_unknown_suite(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "ananke", "bench", "nosuch", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown suite 'nosuch'" in result.stderr and "decode" in result.stderr
+    assert not (tmp_path / "results").exists()
