@@ -18,7 +18,7 @@ from ananke.constraints.compiler import byte_tokenizer, part_grammar
 
 EOS = 256
 # Bytes that end a lexeme or a line: picking them often keeps samples short and structured.
-CLOSERS = set(b"\n\"')]} :,")
+CLOSERS = set(b"\n\"')]};")
 
 
 def allowed_bytes(matcher: llg.LLMatcher) -> list[int]:
@@ -27,12 +27,18 @@ def allowed_bytes(matcher: llg.LLMatcher) -> list[int]:
 
 
 def sample(
-    grammar_text: str, seed: int, max_bytes: int = 600, stop: float = 0.35, hints: Sequence[str] = ()
+    grammar_text: str,
+    seed: int,
+    max_bytes: int = 600,
+    stop: float = 0.35,
+    hints: Sequence[str] = (),
+    hint_rate: float = 0.7,
 ) -> str | None:
     """One random sentence, or None when the walk ran past `max_bytes` (then it is dropped).
 
-    `hints` are words (say "if ", "for ") tried at line starts, mostly, when the matcher takes
-    one whole: they steer the walk into structure that byte-by-byte choices rarely reach.
+    `hints` are words (say "if ", "for ") tried at line starts (with probability `hint_rate`)
+    when the matcher takes one whole: they steer the walk into structure that byte-by-byte
+    choices rarely reach.
     """
     rng = random.Random(seed)
     encoded_hints = [h.encode() for h in hints]
@@ -40,7 +46,7 @@ def sample(
     assert not matcher.is_error(), matcher.get_error()
     out = bytearray()
     while len(out) < max_bytes:
-        if encoded_hints and out.endswith(b"\n") and rng.random() < 0.7:
+        if encoded_hints and out.endswith(b"\n") and rng.random() < hint_rate:
             hint = next((h for h in rng.sample(encoded_hints, len(encoded_hints)) if fits(matcher, h)), None)
             if hint is not None:
                 matcher.consume_tokens(list(hint))

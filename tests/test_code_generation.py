@@ -62,7 +62,9 @@ async def test_the_syntax_language_comes_from_the_file_name(client):
 
 async def test_valid_syntax_is_not_retried(client):
     fine = PyConstraintIR("shape", regex_patterns=[r"x = [0-9]"])
-    response = await client.generate(PyGenerationRequest("Set x.", [fine], 8, 0.0, context=PYTHON, max_attempts=3))
+    response = await client.generate(
+        PyGenerationRequest("Set x.", [fine], 8, 0.0, context=PYTHON, max_attempts=3)
+    )
     assert response.metadata.attempts == 1
     assert response.validation.satisfied == ["shape", "syntax:python"]
 

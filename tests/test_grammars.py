@@ -13,7 +13,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sqlite3
+import subprocess
+import tempfile
 import warnings
 
 import pytest
@@ -31,6 +34,7 @@ ADD = grammars.python_function("add", ["a: int", "b: int"], "int")
 TABLES = {"users": ["id", "name", "age"], "orders": ["id", "user_id", "total", "order"]}
 SQL = grammars.sql_select(TABLES)
 SHELL = grammars.shell_command(["ls", "grep", "wc"])
+JS = grammars.javascript_function("sumArray", ["arr"])
 
 EXAMPLES = [
     (ADD, "def add(a: int, b: int) -> int:\n    return a + b\n"),
@@ -60,6 +64,24 @@ EXAMPLES = [
     (grammars.python_expression(), "not (a is not None and b not in c)"),
     (grammars.python_expression(), "sorted(s[::-1], key=lambda x: x[1]) + sum(1 for c in s if c in v)"),
     (ADD, "def add(a: int, b: int) -> int:\n    total: int = a\n    return total + b\n"),
+    (
+        JS,
+        "function sumArray(arr) {\n"
+        "  let total = 0;\n"
+        "  for (let i = 0; i < arr.length; i++) {\n"
+        "    if (arr[i] === null) {\n"
+        "      continue;\n"
+        "    } else if (!(arr[i] > 0)) {\n"
+        "      break;\n"
+        "    } else {\n"
+        "      total += arr[i] * -1;\n"
+        "    }\n"
+        "  }\n"
+        "  const seen = new Set([1, 'a']);\n"
+        '  console.log({ a: seen.size, "b": total ? 1 : 0 });\n'
+        "  return total;\n"
+        "}",
+    ),
     (SQL, "SELECT DISTINCT name FROM users WHERE age BETWEEN 18 AND 30 AND name LIKE 'A%'"),
     (SQL, 'SELECT "order", SUM(total) AS s FROM orders GROUP BY "order" ORDER BY "order" DESC LIMIT 5;'),
     (SQL, "SELECT users.name, orders.total FROM users JOIN orders ON users.id = orders.user_id"),
@@ -79,6 +101,11 @@ NEAR_MISSES = [
     (ADD, "def add(a: int, b: int) -> int:\n    if a:\n            return b\n"),  # two levels in
     (ADD, "def add(a: int, b: int) -> int:\n    return a\n        return b\n"),  # unexpected indent
     (ADD, "def add(a: int, b: int) -> int:\n    break\n"),  # break outside a loop
+    (
+        ADD,
+        "def add(a: int, b: int) -> int:\n    try:\n        pass\n    except:\n        pass\n"
+        "    except E:\n        pass\n",
+    ),  # a bare except must be last
     (ADD, "def add(a: int, b: int) -> int:\n    # only a comment\n"),
     (ADD, "def add(a, b):\n    return a + b\n"),  # another signature
     (ADD, "def add(a: int, b: int) -> int:\n    return a +\n"),
@@ -92,6 +119,11 @@ NEAR_MISSES = [
     (grammars.python_expression(), "f(a=1, b=2)"),  # two keywords could repeat a name
     (grammars.python_expression(), "a" + " + a" * 9),  # chains are capped at 8 operators
     (grammars.python_expression(), "01"),
+    (JS, "function sumArray(arr) {\n  return arr.reduce((a, b) => a + b);\n}"),  # no arrows
+    (JS, "function sumArray(arr) {\n  break;\n}"),
+    (JS, "function sumArray(arr) {\n  return --arr;\n}"),
+    (JS, "function sumArray(arr) {\n  const class = 1;\n}"),
+    (JS, "function sumArray(arr) {\n  return 1.toString();\n}"),
     (SQL, "SELECT email FROM users"),
     (SQL, "SELECT name FROM customers"),
     (SQL, "select name from users"),
@@ -152,10 +184,14 @@ def test_compiles_with_anankes_compiler(grammar):
         lambda: grammars.shell_command([]),
         lambda: grammars.shell_command(["ls; rm"]),
         lambda: grammars.identifier("Title Case"),
+        lambda: grammars.javascript_function("class", []),
+        lambda: grammars.javascript_function("f", ["a", "a"]),
     ],
 )
 def test_bad_arguments_are_clear_errors(call):
-    with pytest.raises(ValueError, match=r"^(python_function|sql_select|shell_command|identifier):"):
+    with pytest.raises(
+        ValueError, match=r"^(python_function|javascript_function|sql_select|shell_command|identifier):"
+    ):
         call()
 
 
@@ -194,6 +230,35 @@ def test_python_expression_samples_compile():
     found = samples(grammars.python_expression(), SAMPLES, max_bytes=400)
     assert len(found) >= SAMPLES // 3
     assert [(s, why) for s in found if (why := _compiles(s, "eval"))] == []
+
+
+JS_HINTS = [
+    "  " * depth + hint
+    for depth in range(1, 4)
+    for hint in ["if (x) {\n", "for (const x of y) {\n", "while (x) {\n", "break;\n", "let i = 0;\n"]
+]
+
+
+def test_javascript_function_samples_parse():
+    """tree-sitter must parse every sample; where node is installed, `node --check` too, except
+    for a name declared twice in one block (an early error no context-free grammar can rule out)."""
+    found = samples(JS, SAMPLES, max_bytes=800, hints=JS_HINTS, hint_rate=0.3)
+    assert len(found) >= SAMPLES // 5
+    for source in found:
+        assert check_syntax(source, "javascript") is None, source
+    node = shutil.which("node")
+    if node is None:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for index, source in enumerate(found):
+            path = os.path.join(tmp, f"s{index}.js")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(source)
+            checked = subprocess.run([node, "--check", path], capture_output=True, text=True, timeout=30)
+            assert checked.returncode == 0 or "has already been declared" in checked.stderr, (
+                source,
+                checked.stderr,
+            )
 
 
 def test_sql_samples_run_on_sqlite():

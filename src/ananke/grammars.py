@@ -16,7 +16,8 @@ body is depth 1 (4 spaces), each compound statement opens the next depth, up to 
 (at the deepest level only simple statements), and every line starts with exactly its depth's
 spaces. A block is therefore always indented one level deeper than its header, and a dedent can
 only return to an enclosing level: exactly what Python's tokenizer accepts. `break`/`continue`
-exist only in loop bodies (separate rule families), so `compile()` accepts the output too.
+exist only in loop bodies (separate rule families) and a bare `except:` only as the last
+handler, so `compile()` accepts the output too.
 
 `matches(grammar, text)` tells whether a grammar accepts a text (a fresh llguidance matcher).
 """
@@ -30,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = [
     "IDENTIFIER_CONVENTIONS",
     "identifier",
+    "javascript_function",
     "json_value",
     "matches",
     "python_expression",
@@ -210,12 +212,110 @@ def python_function(
                     f'{ind} "for " py_targets " in " py_exprs ":\\n" py_body_{inner_loop}',
                     f'{ind} "while " py_expr ":\\n" py_body_{inner_loop}',
                     f'{ind} "try:\\n" py_body_{inner}'
-                    f' ({ind} "except" (" " py_expr (" as " PY_NAME)?)? ":\\n" py_body_{inner})+'
+                    f' (({ind} "except " py_expr (" as " PY_NAME)? ":\\n" py_body_{inner})+'
+                    f' ({ind} "except:\\n" py_body_{inner})? | {ind} "except:\\n" py_body_{inner})'
                     f' ({ind} "finally:\\n" py_body_{inner})?',
                     f'{ind} "with " py_expr (" as " PY_NAME)? ":\\n" py_body_{inner}',
                 ]
             rules.append(f"py_stmt_{s}: " + "\n    | ".join(stmt))
     return "\n".join(rules) + "\n" + _PY_EXPRESSION_RULES
+
+
+# ---------------------------------------------------------------- JavaScript
+
+_JS_RESERVED = """arguments await break case catch class const continue debugger default delete do else
+enum eval export extends false finally for function if implements import in instanceof interface let
+new null package private protected public return static super switch this throw true try typeof var
+void while with yield""".split()  # noqa: SIM905
+_JS_PLAIN_NAME = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_JS_NAME = r"/[a-zA-Z_$][a-zA-Z0-9_$]*/ & ~/(" + "|".join(sorted(_JS_RESERVED, key=len, reverse=True)) + ")/"
+
+_JS_EXPRESSION_RULES = rf"""
+js_expr: js_or | js_or " ? " js_expr " : " js_expr
+js_or: js_and (" || " js_and){{0,{_CHAIN}}}
+js_and: js_eq (" && " js_eq){{0,{_CHAIN}}}
+js_eq: js_rel ((" === " | " !== " | " == " | " != ") js_rel){{0,{_CHAIN}}}
+js_rel: js_add ((" < " | " > " | " <= " | " >= ") js_add){{0,{_CHAIN}}}
+js_add: js_mul ((" + " | " - ") js_mul){{0,{_CHAIN}}}
+js_mul: js_unary ((" * " | " / " | " % ") js_unary){{0,{_CHAIN}}}
+js_unary: "!" js_unary | "-" js_not_minus | js_postfix
+js_not_minus: "!" js_unary | js_postfix
+js_postfix: JS_NUMBER | js_atom js_trailer{{0,{_CHAIN}}}
+js_trailer: "(" js_args? ")" | "[" js_expr "]" | "." JS_NAME
+js_args: js_expr (", " js_expr)*
+js_atom: JS_NAME | JS_STRING | "true" | "false" | "null" | "this" | "(" js_expr ")"
+    | "[]" | "[" js_expr (", " js_expr)* "]" | "{{}}" | "{{ " js_prop (", " js_prop)* " }}"
+    | "new " JS_NAME "(" js_args? ")"
+js_prop: (JS_NAME | JS_STRING) ": " js_expr
+JS_NAME: {_JS_NAME}
+JS_NUMBER: /(0|[1-9][0-9]*)(\.[0-9]+)?/
+JS_STRING: /"([^"\\\x00-\x1f\x7f]|\\["\\nrt'])*"/ | /'([^'\\\x00-\x1f\x7f]|\\["\\nrt'])*'/
+"""
+
+
+def javascript_function(
+    name: str, params: Sequence[str] = (), *, max_depth: int = 3, max_statements: int = 12
+) -> str:
+    """One JavaScript `function name(params) { ... }` with 2-space indentation and semicolons.
+
+    Statements: `const`/`let` declarations, assignments (`=`, `+=`, `-=`, `*=`, `/=`), `x++`,
+    calls, `return`, if/else if/else, `for (const x of ...)`, `for (let i = 0; ...; i++)`,
+    `while`, and break/continue inside loops; blocks nest up to `max_depth`. Expressions:
+    operators with fixed spacing, calls, members, indexing, ternaries, array and object
+    literals, `new X(...)`; no arrow functions, template literals or regex literals.
+
+    >>> g = javascript_function("add", ["a", "b"])
+    >>> matches(g, "function add(a, b) {\\n  return a + b;\\n}")
+    True
+    >>> matches(g, "function add(a, b) {\\n  return a + b\\n}")  # no semicolon
+    False
+    """
+    if not isinstance(name, str) or not _JS_PLAIN_NAME.fullmatch(name) or name in _JS_RESERVED:
+        raise ValueError(f"javascript_function: name must be a JavaScript identifier, got {name!r}")
+    if isinstance(params, str) or not all(
+        isinstance(p, str) and _JS_PLAIN_NAME.fullmatch(p) and p not in _JS_RESERVED for p in params
+    ):
+        raise ValueError(f"javascript_function: params must be a list of identifiers, got {params!r}")
+    if len(set(params)) != len(params):
+        raise ValueError(f"javascript_function: duplicate parameter names in {params!r}")
+    if not isinstance(max_depth, int) or not 1 <= max_depth <= 8:
+        raise ValueError(f"javascript_function: max_depth must be an integer from 1 to 8, got {max_depth!r}")
+    if not isinstance(max_statements, int) or not 1 <= max_statements <= 100:
+        raise ValueError(
+            f"javascript_function: max_statements must be an integer from 1 to 100, got {max_statements!r}"
+        )
+    header = f"function {name}({', '.join(params)}) {{\n"
+    rules = [
+        f'start: {_lit(header)} js_body_1_0 "}}"',
+        'js_simple: "return" | "return " js_expr | ("const " | "let ") JS_NAME " = " js_expr'
+        ' | js_target js_assign_op js_expr | JS_NAME ("++" | "--") | js_call',
+        'js_loop_simple: "break" | "continue"',
+        'js_assign_op: " = " | " += " | " -= " | " *= " | " /= "',
+        'js_target: JS_NAME ("." JS_NAME | "[" js_expr "]")*',
+        'js_call: JS_NAME js_trailer* "(" js_args? ")"',
+    ]
+    for depth in range(1, max_depth + 1):
+        ind = _lit("  " * depth)
+        for loop in (0, 1):
+            s = f"{depth}_{loop}"
+            simple = "js_simple | js_loop_simple" if loop else "js_simple"
+            rules.append(f"js_body_{s}: js_stmt_{s}{{1,{max_statements}}}")
+            stmt = [f'{ind} ({simple}) ";\\n"']
+            if depth < max_depth:
+                inner, inner_loop = f"{depth + 1}_{loop}", f"{depth + 1}_1"
+                close = f'{ind} "}}"'
+                stmt += [
+                    f'{ind} "if (" js_expr ") {{\\n" js_body_{inner} {close}'
+                    f' (" else if (" js_expr ") {{\\n" js_body_{inner} {close})*'
+                    f' (" else {{\\n" js_body_{inner} {close})? "\\n"',
+                    f'{ind} "for (const " JS_NAME " of " js_expr ") {{\\n"'
+                    f' js_body_{inner_loop} {close} "\\n"',
+                    f'{ind} "for (let " JS_NAME " = " js_expr "; " js_expr "; " JS_NAME ("++" | "--")'
+                    f' ") {{\\n" js_body_{inner_loop} {close} "\\n"',
+                    f'{ind} "while (" js_expr ") {{\\n" js_body_{inner_loop} {close} "\\n"',
+                ]
+            rules.append(f"js_stmt_{s}: " + "\n    | ".join(stmt))
+    return "\n".join(rules) + "\n" + _JS_EXPRESSION_RULES
 
 
 # ---------------------------------------------------------------- SQL
