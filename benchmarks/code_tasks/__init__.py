@@ -17,6 +17,7 @@ once on one client (the engine batches them), so per-task seconds include waitin
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import sqlite3
@@ -32,7 +33,8 @@ from benchmarks.code_tasks.tasks import FIXTURE, TABLES, TASKS, Task
 
 ARMS = ("unconstrained", "grammar", "repair")
 LANGUAGES = ("python", "javascript", "sql")
-CHECK_TIMEOUT_S = 10
+CHECK_TIMEOUT_S = 30  # generous: the machine may be shared and slow
+GENERATION_TIMEOUT_S = 3600  # shares are measured here, not latency
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -157,19 +159,42 @@ def _summary(rows: list[dict]) -> dict:
     }
 
 
-async def _run_all(tasks: list[Task], progress, concurrency: int) -> list[dict]:
+async def _run_all(tasks: list[Task], progress, concurrency: int, journal: Path | None) -> list[dict]:
     """Every (task, arm) pair, `concurrency` at a time: the engine batches them (continuous
-    batching), which on a CPU gives several times the throughput of one at a time."""
-    client = Ananke("local", timeout_secs=900)
-    jobs = [(task, arm) for task in tasks for arm in ARMS]
+    batching), which on a CPU gives several times the throughput of one at a time.
+
+    Each finished row is appended to `journal` (JSON lines) and rows already there are reused,
+    so an interrupted run resumes where it stopped. A generation that fails (e.g. a timeout on
+    an overloaded machine) is a row with `error`, counted as neither valid nor passing.
+    """
+    client = Ananke("local", timeout_secs=GENERATION_TIMEOUT_S)
+    # languages interleaved, so a partial run already covers all three
+    by_language = [[t for t in tasks if t.language == lang] for lang in LANGUAGES]
+    order = [t for group in itertools.zip_longest(*by_language) for t in group if t is not None]
+    jobs = [(task, arm) for task in order for arm in ARMS]
+    previous = {}
+    if journal is not None and journal.exists():
+        for line in journal.read_text().splitlines():
+            row = json.loads(line)
+            previous[(row["task"], row["arm"])] = row
     gate = asyncio.Semaphore(concurrency)
     done: list[dict] = []
 
     async def one(task: Task, arm: str) -> dict:
-        async with gate:
-            row = await _one(client, task, arm)
+        row = previous.get((task.id, arm))
+        if row is None:
+            async with gate:
+                try:
+                    row = await _one(client, task, arm)
+                except Exception as exc:  # recorded, not fatal: one bad job must not lose the run
+                    row = _failed_row(task, arm, exc)
+            if journal is not None:
+                with journal.open("a") as fh:
+                    fh.write(json.dumps(row) + "\n")
         done.append(row)
         verdict = "pass" if row["passed"] else "syntax ok" if row["syntax_valid"] else "SYNTAX ERROR"
+        if row.get("error"):
+            verdict = "ERROR"
         progress(
             f"[{len(done)}/{len(jobs)}] {task.id:<22} {arm:<13} {verdict:<12} "
             f"attempts={row['attempts']} tokens={row['tokens']} {row['seconds']:.1f} s"
@@ -182,7 +207,15 @@ async def _run_all(tasks: list[Task], progress, concurrency: int) -> list[dict]:
         await client.aclose()
 
 
-def run(quick: bool = False, progress=None, concurrency: int = 6) -> dict:
+def _failed_row(task: Task, arm: str, exc: Exception) -> dict:
+    return {
+        "task": task.id, "language": task.language, "arm": arm, "syntax_valid": False,
+        "passed": False, "syntax_error": None, "check_error": None, "attempts": 0, "tokens": 0,
+        "finish_reason": "error", "seconds": 0.0, "code": "", "error": f"{type(exc).__name__}: {exc}",
+    }  # fmt: skip
+
+
+def run(quick: bool = False, progress=None, concurrency: int = 6, journal: Path | None = None) -> dict:
     """Run the benchmark; the report (summary per arm and language, every output) as a dict."""
     progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     tasks = TASKS
@@ -194,7 +227,7 @@ def run(quick: bool = False, progress=None, concurrency: int = 6) -> dict:
             for t in [u for u in tasks if u.language == lang][:3]
         ]
     started = time.perf_counter()
-    rows = asyncio.run(_run_all(tasks, progress, concurrency))
+    rows = asyncio.run(_run_all(tasks, progress, concurrency, journal))
     summary = {arm: _summary([r for r in rows if r["arm"] == arm]) for arm in ARMS}
     by_language = {
         lang: {arm: _summary([r for r in rows if r["arm"] == arm and r["language"] == lang]) for arm in ARMS}
@@ -206,6 +239,7 @@ def run(quick: bool = False, progress=None, concurrency: int = 6) -> dict:
         "model": "embedded SmolLM2-135M (Ananke('local'))",
         "javascript_checks": "node" if shutil.which("node") else "tree-sitter syntax + declaration only",
         "seconds": round(time.perf_counter() - started, 1),
+        "errors": sum(1 for r in rows if r.get("error")),
         "concurrency": concurrency,
         "summary": summary,
         "by_language": by_language,
@@ -247,8 +281,11 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
-    report = run(quick)
     name = "code-quick" if quick else "code"
+    journal = ROOT / "benchmarks" / "results" / f"{name}.journal.jsonl"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    report = run(quick, journal=journal)
+    journal.unlink()
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
