@@ -228,23 +228,7 @@ def run(quick: bool = False, progress=None, concurrency: int = 6, journal: Path 
         ]
     started = time.perf_counter()
     rows = asyncio.run(_run_all(tasks, progress, concurrency, journal))
-    summary = {arm: _summary([r for r in rows if r["arm"] == arm]) for arm in ARMS}
-    by_language = {
-        lang: {arm: _summary([r for r in rows if r["arm"] == arm and r["language"] == lang]) for arm in ARMS}
-        for lang in LANGUAGES
-    }
-    return {
-        "benchmark": "code",
-        "quick": quick,
-        "model": "embedded SmolLM2-135M (Ananke('local'))",
-        "javascript_checks": "node" if shutil.which("node") else "tree-sitter syntax + declaration only",
-        "seconds": round(time.perf_counter() - started, 1),
-        "errors": sum(1 for r in rows if r.get("error")),
-        "concurrency": concurrency,
-        "summary": summary,
-        "by_language": by_language,
-        "results": rows,
-    }
+    return report_of(rows, quick, time.perf_counter() - started, concurrency, complete=True)
 
 
 def markdown(report: dict) -> str:
@@ -253,7 +237,8 @@ def markdown(report: dict) -> str:
         "## Code tasks (issue 9)",
         "",
         f"{report['summary']['grammar']['tasks']} tasks (Python, JavaScript, SQL) on the embedded model, "
-        "temperature 0. Syntax-valid: Python `compile()`, JavaScript/SQL tree-sitter. Checks: Python "
+        + ("" if report.get("complete", True) else "**a partial run (not every task yet)**, ")
+        + "temperature 0. Syntax-valid: Python `compile()`, JavaScript/SQL tree-sitter. Checks: Python "
         "asserts in a subprocess, JavaScript cases under "
         f"{report['javascript_checks']}, SQL rows against a reference query on SQLite.",
         "",
@@ -278,9 +263,40 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report_of(rows: list[dict], quick: bool, seconds: float, concurrency: int, complete: bool) -> dict:
+    summary = {arm: _summary([r for r in rows if r["arm"] == arm]) for arm in ARMS}
+    by_language = {
+        lang: {arm: _summary([r for r in rows if r["arm"] == arm and r["language"] == lang]) for arm in ARMS}
+        for lang in LANGUAGES
+    }
+    return {
+        "benchmark": "code",
+        "quick": quick,
+        "complete": complete,
+        "model": "embedded SmolLM2-135M (Ananke('local'))",
+        "javascript_checks": "node" if shutil.which("node") else "tree-sitter syntax + declaration only",
+        "seconds": round(seconds, 1),
+        "concurrency": concurrency,
+        "errors": sum(1 for r in rows if r.get("error")),
+        "summary": summary,
+        "by_language": by_language,
+        "results": rows,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`--quick`: three tasks per language. `--partial`: write the report of the rows journaled
+    so far (marked `"complete": false`) without generating anything."""
     argv = sys.argv[1:] if argv is None else argv
     quick = "--quick" in argv
+    if "--partial" in argv:
+        name = "code-quick" if quick else "code"
+        journal = ROOT / "benchmarks" / "results" / f"{name}.journal.jsonl"
+        rows = [json.loads(line) for line in journal.read_text().splitlines()] if journal.exists() else []
+        report = report_of(rows, quick, 0.0, 0, complete=False)
+        (ROOT / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        print(markdown(report))
+        return 0
     name = "code-quick" if quick else "code"
     journal = ROOT / "benchmarks" / "results" / f"{name}.journal.jsonl"
     journal.parent.mkdir(parents=True, exist_ok=True)
