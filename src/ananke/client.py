@@ -242,7 +242,9 @@ class Ananke:
                 finally:
                     await stream.aclose()
                 response = await asyncio.to_thread(self._response, request, compiled, hit, item, attempt)
-                if response.validation.all_satisfied or attempt == allowed:
+                # Only a violation is worth another attempt: a check that could not run (say, a
+                # language without a parser) would not run on a new output either.
+                if not response.validation.violated or attempt == allowed:
                     break
                 attempt_request = retry_request(request, response.validation.errors, attempt + 1)
         except GenerationTimeout:  # a backend's own, with its own message
@@ -259,8 +261,11 @@ class Ananke:
         result: BackendResult,
         attempt: int = 1,
     ) -> PyGenerationResponse:
-        validation = validate(result.text, request.constraints_ir)
-        code = result.text if request.constraints_ir else extract_code(result.text, language_of(request))
+        language = language_of(request)
+        code = result.text if request.constraints_ir else extract_code(result.text, language)
+        validation = validate(
+            result.text, request.constraints_ir, language=syntax_language(request, language), code=code
+        )
         tokens = result.tokens_generated
         return PyGenerationResponse(
             code=code,
@@ -288,3 +293,14 @@ class Ananke:
                 relaxed=list(compiled.relaxed),
             ),
         )
+
+
+def syntax_language(request: PyGenerationRequest, language: str | None) -> str | None:
+    """The language whose syntax the output is checked in, or None for no syntax check.
+
+    The context's language (or `current_file`'s) when there is one, except for requests with a
+    JSON schema: their output is JSON by construction, which the schema check already parses.
+    """
+    if language is None or any(c.json_schema is not None for c in request.constraints_ir):
+        return None
+    return language

@@ -19,6 +19,7 @@ SUITES: dict[str, str] = {
     "peers": "ananke.bench.peers",
     "compliance": "ananke.bench.compliance",
     "concurrency": "ananke.bench.concurrency",
+    "code": "ananke.bench.code",
 }
 
 

@@ -119,24 +119,37 @@ def check_constraint(text: str, constraint: PyConstraintIR) -> str | None:
     return "; ".join(failed) if failed else None
 
 
-def validate(text: str, constraints: list[PyConstraintIR]) -> PyValidationResult:
-    """One verdict per constraint; a check that could not run is `not_checked`, never satisfied."""
+def validate(
+    text: str, constraints: list[PyConstraintIR], *, language: str | None = None, code: str | None = None
+) -> PyValidationResult:
+    """One verdict per constraint; a check that could not run is `not_checked`, never satisfied.
+
+    With `language`, `code` (default: `text`) is also parsed with tree-sitter, reported as the
+    entry `syntax:<language>` (see constraints/syntax.py); a language without a parser is
+    `not_checked`.
+    """
     satisfied: list[str] = []
     violated: list[str] = []
     not_checked: list[str] = []
     errors: dict[str, str] = {}
-    for constraint in constraints:
+    checks = [(c.name, functools.partial(check_constraint, text, c)) for c in constraints]
+    if language is not None:
+        from ananke.constraints.syntax import check_syntax, syntax_check_name  # loads tree-sitter
+
+        source = text if code is None else code
+        checks.append((syntax_check_name(language), functools.partial(check_syntax, source, language)))
+    for name, check in checks:
         try:
-            reason = check_constraint(text, constraint)
+            reason = check()
         except NotChecked as exc:
-            not_checked.append(constraint.name)
-            errors[constraint.name] = f"not checked: {exc}"
+            not_checked.append(name)
+            errors[name] = f"not checked: {exc}"
             continue
         if reason is None:
-            satisfied.append(constraint.name)
+            satisfied.append(name)
         else:
-            violated.append(constraint.name)
-            errors[constraint.name] = reason
+            violated.append(name)
+            errors[name] = reason
     return PyValidationResult(
         all_satisfied=not violated and not not_checked,
         satisfied=satisfied,

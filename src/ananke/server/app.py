@@ -380,7 +380,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
             verdict = None
             if request.constraints_ir:
                 verdict = await asyncio.to_thread(validate, item.text, request.constraints_ir)
-            if verdict is None or verdict.all_satisfied or attempt == allowed:
+            if verdict is None or not verdict.violated or attempt == allowed:
                 yield GenerateResult.from_backend(item, compiled, hit, request_id, verdict, attempt)
                 return
             attempt_request = retry_request(request, verdict.errors, attempt + 1)
