@@ -160,18 +160,24 @@ async def test_relaxed_mode_through_the_service(server):
         assert response.validation.violated == ["pair"]
     body = {"prompt": "Two ones.", "constraints": [pair.to_dict()], "max_tokens": 16, "temperature": 0}
     # a direct HTTP caller gets the service's own verdict and attempts
-    answer = httpx.post(f"{url}/v1/generate", json={**body, "schema_mode": "relaxed"}, headers=_auth())
+    answer = httpx.post(
+        f"{url}/v1/generate", json={**body, "schema_mode": "relaxed"}, headers=_auth(), timeout=300
+    )
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert result["relaxed"] == ["pair: /uniqueItems: not enforced"] and result["attempts"] == 3
     assert result["validation"]["violated"] == ["pair"] and not result["validation"]["all_satisfied"]
     once = httpx.post(
-        f"{url}/v1/generate", json={**body, "schema_mode": "relaxed", "max_attempts": 1}, headers=_auth()
+        f"{url}/v1/generate",
+        json={**body, "schema_mode": "relaxed", "max_attempts": 1},
+        headers=_auth(),
+        timeout=300,
     )
     assert once.json()["attempts"] == 1
-    refused = httpx.post(f"{url}/v1/generate", json=body, headers=_auth())
+    refused = httpx.post(f"{url}/v1/generate", json=body, headers=_auth(), timeout=60)
     assert refused.status_code == 400 and "uniqueItems" in refused.text
-    wrong = httpx.post(f"{url}/v1/generate", json={**body, "schema_mode": "loose"}, headers=_auth())
+    loose = {**body, "schema_mode": "loose"}
+    wrong = httpx.post(f"{url}/v1/generate", json=loose, headers=_auth(), timeout=60)
     assert wrong.status_code == 422
 
 
