@@ -7,6 +7,7 @@ CI runs a short pass (20 examples per operation; with the OpenAI-compatible rout
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,4 +35,7 @@ def test_no_server_errors(tmp_path):
             capture_output=True, text=True, timeout=1200, cwd=tmp_path,
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "No issues found" in result.stdout
+    # every generated case passed (warnings such as "schema validation mismatch" — our limits
+    # reject most random bodies with a 4xx — are not failures)
+    counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
+    assert counts and counts.group(1) == counts.group(2) and int(counts.group(1)) > 0, result.stdout[-4000:]
