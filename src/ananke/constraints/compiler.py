@@ -186,6 +186,8 @@ class _Relaxations:
     fractional_multiple_of: bool = False
 
     def apply(self, base: Any) -> tuple[Any, list[str]]:
+        if self == _Relaxations():
+            return base, []  # the common case: nothing to leave out, no copy to make
         relaxed: list[str] = []
         schema = schemas.one_of_as_any_of(base, self.one_of)
         relaxed += [f"{p}/oneOf: enforced as anyOf" for p in sorted(self.one_of)]
@@ -259,19 +261,29 @@ def _regex_unsupported(pattern: Any) -> bool:
     return bool(llg.LLMatcher.validate_grammar(grammar, byte_tokenizer()))
 
 
-def _try_schema(schema: Any, limits: CompileLimits) -> tuple[str, str]:
-    """(grammar, "") or (grammar, llguidance's error)."""
+def _matcher(grammar: str, limits: CompileLimits) -> llg.LLMatcher:
+    """A byte-level matcher; building it validates the grammar (is_error/get_error say how).
+
+    One matcher both validates and answers start_state: validate_grammar and then a matcher
+    would build the grammar twice (its messages are the same as the matcher's error).
+    """
+    return llg.LLMatcher(byte_tokenizer(), grammar, log_level=0, limits=limits.parser_limits())
+
+
+def _try_schema(schema: Any, limits: CompileLimits) -> tuple[str, llg.LLMatcher | None, str]:
+    """(grammar, matcher, "") or (grammar, matcher, llguidance's error)."""
     try:
         grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=JSON_DEFAULTS)
     except ValueError as exc:
-        return "", f"rejected: {exc}"
-    return grammar, llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
+        return "", None, f"rejected: {exc}"
+    matcher = _matcher(grammar, limits)
+    return grammar, matcher, matcher.get_error() if matcher.is_error() else ""
 
 
 def compile_schema(
     name: str, text: str, limits: CompileLimits, schema_mode: str = "strict"
-) -> tuple[str, list[str], list[str]]:
-    """The llguidance grammar of a JSON schema, warnings, and what relaxed mode left out.
+) -> tuple[str, llg.LLMatcher, list[str], list[str]]:
+    """The llguidance grammar of a JSON schema, its matcher, warnings, what relaxed mode left out.
 
     The schema is first read in its own draft (see ananke.constraints.schemas). A `format`
     llguidance does not know is an annotation (as JSON Schema 2019-09 and later define it): the
@@ -283,12 +295,12 @@ def compile_schema(
     if base is True:
         base = {}  # the schema that accepts every JSON document
     if isinstance(base, dict):
-        base = schemas.edit(base, _integral_counts)
+        schemas.visit(base, _integral_counts)  # in place: `base` was parsed for this compile
         base.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
     state = _Relaxations()
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
-        grammar, error = _try_schema(schema, limits)
+        grammar, matcher, error = _try_schema(schema, limits)
         if not error:
             break
         unknown = re.search(r"Unknown format: ?(\S*)", error)
@@ -305,17 +317,17 @@ def compile_schema(
         for pointer in sorted(state.one_of):
             state.one_of.discard(pointer)
             trial, trial_relaxed = state.apply(base)
-            trial_grammar, trial_error = _try_schema(trial, limits)
+            trial_grammar, trial_matcher, trial_error = _try_schema(trial, limits)
             if trial_error:
                 state.one_of.add(pointer)
             else:
-                grammar, relaxed = trial_grammar, trial_relaxed
+                grammar, matcher, relaxed = trial_grammar, trial_matcher, trial_relaxed
     warnings = [
         f"{name}: format {fmt!r} is not enforced while decoding (an annotation since JSON Schema "
         "2019-09); the validator checks it only if jsonschema knows it"
         for fmt in sorted(state.formats)
     ]
-    return grammar, warnings, [f"{name}: {where}" for where in relaxed]
+    return grammar, matcher, warnings, [f"{name}: {where}" for where in relaxed]
 
 
 def normalise_regex(pattern: str) -> str:
@@ -387,15 +399,16 @@ def _explain(error: str) -> str:
     return error.strip()
 
 
-def check_grammar(name: str | None, what: str, grammar: str, limits: CompileLimits) -> None:
-    error = llg.LLMatcher.validate_grammar(grammar, byte_tokenizer(), limits=limits.parser_limits())
-    if error:
-        raise ConstraintCompileError(f"{what}: {_explain(error)}", name)
+def check_grammar(name: str | None, what: str, grammar: str, limits: CompileLimits) -> llg.LLMatcher:
+    """The grammar's byte-level matcher, or a ConstraintCompileError with llguidance's reason."""
+    matcher = _matcher(grammar, limits)
+    if matcher.is_error():
+        raise ConstraintCompileError(f"{what}: {_explain(matcher.get_error())}", name)
+    return matcher
 
 
-def start_state(grammar: str) -> tuple[bool, bool]:
-    """(accepts the empty output, can emit a first byte) for a grammar that compiles."""
-    matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+def start_state(matcher: llg.LLMatcher) -> tuple[bool, bool]:
+    """(accepts the empty output, can emit a first byte) for a fresh matcher without error."""
     mask = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
     first_bytes = np.unpackbits(mask, bitorder="little")[:256]
     return matcher.is_accepting(), bool(first_bytes.any())
@@ -428,12 +441,12 @@ def _compile(
             raise ConstraintCompileError("sets none of json_schema, grammar, regex_patterns", c.name)
         _check_sizes(c, limits)
         if c.json_schema is not None:
-            grammar, schema_warnings, schema_relaxed = compile_schema(
+            grammar, matcher, schema_warnings, schema_relaxed = compile_schema(
                 c.name, c.json_schema, limits, schema_mode
             )
             warnings.extend(schema_warnings)
             relaxed.extend(schema_relaxed)
-            if start_state(grammar) != (False, True):  # no JSON document is empty
+            if start_state(matcher) != (False, True):  # no JSON document is empty
                 raise ConstraintCompileError(
                     "json_schema admits no JSON document as llguidance compiles it "
                     "(a $ref cycle without a base case?)",
@@ -442,8 +455,7 @@ def _compile(
             structural.append((f"{c.name}:json_schema", grammar))
         if c.grammar is not None:
             grammar = part_grammar(c.name, "grammar", c.grammar)
-            check_grammar(c.name, "grammar", grammar, limits)
-            if start_state(grammar) == (False, False):
+            if start_state(check_grammar(c.name, "grammar", grammar, limits)) == (False, False):
                 raise ConstraintCompileError("grammar admits no output at all", c.name)
             structural.append((f"{c.name}:grammar", grammar))
         for i, pattern in enumerate(c.regex_patterns):
@@ -462,8 +474,8 @@ def _compile(
     elif regexes:
         lark = "start: ANANKE_RE\nANANKE_RE: " + " & ".join(lex for _, lex in regexes)
         grammar = llg.LLMatcher.grammar_from_lark(lark)
-        check_grammar(None, "intersection of the regexes", grammar, limits)
-        if start_state(grammar) == (False, False):
+        matcher = check_grammar(None, "intersection of the regexes", grammar, limits)
+        if start_state(matcher) == (False, False):
             raise ConstraintCompileError("no output can match all the regexes at once")
         enforced, validated_only = [lab for lab, _ in regexes], []
     else:
