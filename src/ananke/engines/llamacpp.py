@@ -115,6 +115,7 @@ class LlamaCppEngine:
         self._masks = np.zeros((self.settings.slots, self._words), dtype=np.int32)
         self._queue: queue.Queue[Job] = queue.Queue()
         self._wake = threading.Event()
+        self._forget = threading.Event()  # set by forget_prompts, handled by the scheduler thread
         self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="ananke-mask")
         with big_stacks():  # its one worker starts now, with a big stack (see ananke.threads)
             self._mask_pool.submit(int).result()
@@ -155,6 +156,12 @@ class LlamaCppEngine:
                 "or lower max_tokens"
             )
 
+    def forget_prompts(self) -> None:
+        """Drop the prompts cached in idle slots before the next admission, so the next request
+        starts cold (benchmarks that compare tools; KV memory belongs to the scheduler thread)."""
+        self._forget.set()
+        self._wake.set()
+
     def submit(self, job: Job) -> None:
         self.check_fits(len(job.prompt_tokens), job.max_tokens)
         if not job.prompt_tokens:
@@ -170,6 +177,10 @@ class LlamaCppEngine:
                 self._wake.wait()
                 self._wake.clear()
             try:
+                if self._forget.is_set():
+                    self._forget.clear()
+                    for seq_id in self._free_seq_ids:
+                        self._clear_slot(seq_id)
                 self._admit()
                 self._drop_cancelled()
                 if self._active:
