@@ -1,0 +1,72 @@
+"""Prompt processing alone for the peers suite's tasks: the part of end-to-end time no tool changes.
+
+`ananke bench peers` gives every tool the same prompt tokens (chat template, schema in the prompt).
+This measures, for the same 50 tasks, the prompt length and the time the embedded engine takes to
+process each prompt cold (no cached prefix, one token sampled, no constraint) — the floor under
+every tool's end-to-end time in that suite, so the share of it that sampling speed can move.
+
+    PYTHONPATH=src python benchmarks/prompt_processing.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+
+from ananke.backends.local import render_prompt
+from ananke.bench.common import default_data_dir
+from ananke.bench.tasks import maskbench_tasks
+from ananke.engines.llamacpp import Job, shared_engine
+from ananke.engines.model import default_model_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import environment, write_json
+
+TASKS = 50  # as in `ananke bench peers`
+MAX_TOKENS = 64
+
+
+def process_cold(engine, tokens: list[int]) -> float:
+    """Seconds from admission to the first sampled token, with no cached prefix."""
+    engine.forget_prompts()
+    done: Future = Future()
+    engine.submit(
+        Job(tokens, None, 1, 0.0, None, lambda r, e: done.set_exception(e) if e else done.set_result(r))
+    )
+    return done.result(timeout=600).first_token_ms / 1000
+
+
+def main() -> None:
+    engine = shared_engine(default_model_path())
+    tasks = maskbench_tasks(default_data_dir() / "maskbench", TASKS)
+    process_cold(engine, render_prompt(engine, tasks[0].request(MAX_TOKENS)))  # warm-up
+    rows = []
+    for task in tasks:
+        tokens = render_prompt(engine, task.request(MAX_TOKENS))
+        rows.append(
+            {
+                "task": task.name,
+                "prompt_tokens": len(tokens),
+                "seconds": round(process_cold(engine, tokens), 4),
+            }
+        )
+    lengths = [r["prompt_tokens"] for r in rows]
+    report = environment() | {
+        "tasks": len(rows),
+        "prompt_tokens_total": sum(lengths),
+        "prompt_tokens_median": statistics.median(lengths),
+        "prompt_tokens_max": max(lengths),
+        "seconds_total": round(sum(r["seconds"] for r in rows), 2),
+        "rows": rows,
+    }
+    path = write_json("prompt_processing", report)
+    print(
+        f"{len(rows)} prompts, {sum(lengths)} tokens (median {report['prompt_tokens_median']}, max "
+        f"{max(lengths)}): {report['seconds_total']} s cold prompt processing -> {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
