@@ -12,39 +12,34 @@ from __future__ import annotations
 
 import statistics
 import sys
-from concurrent.futures import Future
 from pathlib import Path
 
 from ananke.backends.local import render_prompt
 from ananke.bench.common import default_data_dir
+from ananke.bench.decode import run_job
+from ananke.bench.peers import FULL_SIZE
 from ananke.bench.tasks import maskbench_tasks
-from ananke.engines.llamacpp import Job, shared_engine
+from ananke.engines.llamacpp import shared_engine
 from ananke.engines.model import default_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, write_json
 
-TASKS = 50  # as in `ananke bench peers`
-MAX_TOKENS = 64
-
 
 def process_cold(engine, tokens: list[int]) -> float:
     """Seconds from admission to the first sampled token, with no cached prefix."""
     engine.forget_prompts()
-    done: Future = Future()
-    engine.submit(
-        Job(tokens, None, 1, 0.0, None, lambda r, e: done.set_exception(e) if e else done.set_result(r))
-    )
-    return done.result(timeout=600).first_token_ms / 1000
+    return run_job(engine, tokens, None, max_tokens=1, timeout=600).first_token_ms / 1000
 
 
 def main() -> None:
     engine = shared_engine(default_model_path())
-    tasks = maskbench_tasks(default_data_dir() / "maskbench", TASKS)
-    process_cold(engine, render_prompt(engine, tasks[0].request(MAX_TOKENS)))  # warm-up
+    n_tasks, max_tokens, _ = FULL_SIZE  # the peers suite's tasks and prompts
+    tasks = maskbench_tasks(default_data_dir() / "maskbench", n_tasks)
+    process_cold(engine, render_prompt(engine, tasks[0].request(max_tokens)))  # warm-up
     rows = []
     for task in tasks:
-        tokens = render_prompt(engine, task.request(MAX_TOKENS))
+        tokens = render_prompt(engine, task.request(max_tokens))
         rows.append(
             {
                 "task": task.name,

@@ -211,20 +211,15 @@ def test_cli_reports_a_bad_constraint():
 
 
 def test_forget_prompts_makes_the_next_request_start_cold():
-    from concurrent.futures import Future
-
-    from ananke.engines.llamacpp import Job, shared_engine
+    from ananke.bench.decode import run_job
+    from ananke.engines.llamacpp import shared_engine
     from ananke.engines.model import default_model_path
 
     engine = shared_engine(default_model_path())
     prompt = engine.model.tokenize("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
 
     def run():
-        done: Future = Future()
-        engine.submit(
-            Job(prompt, None, 12, 0.0, None, lambda r, e: done.set_exception(e) if e else done.set_result(r))
-        )
-        return done.result(timeout=120)
+        return run_job(engine, prompt, None, max_tokens=12, timeout=120)
 
     first, again = run(), run()
     assert again.cached_prompt_tokens == len(prompt) - 1  # the whole prompt but the last token reused

@@ -26,8 +26,10 @@ from ananke.bench.tasks import PROMPT, maskbench_tasks
 MAX_TOKENS = 128
 
 
-def run_job(engine, prompt: list[int], grammar: str | None, max_tokens: int = MAX_TOKENS):
-    """One job on the engine, waited for; returns its JobResult."""
+def run_job(
+    engine, prompt: list[int], grammar: str | None, max_tokens: int = MAX_TOKENS, timeout: float | None = None
+):
+    """One job on the engine, waited for (TimeoutError after `timeout` s); returns its JobResult."""
     from ananke.engines.llamacpp import Job
 
     box: dict = {}
@@ -38,7 +40,8 @@ def run_job(engine, prompt: list[int], grammar: str | None, max_tokens: int = MA
         done.set()
 
     engine.submit(Job(prompt, grammar, max_tokens, 0.0, None, on_done))
-    done.wait()
+    if not done.wait(timeout):
+        raise TimeoutError(f"the engine did not finish the job within {timeout} s")
     if box["error"] is not None:
         raise box["error"]
     return box["result"]

@@ -192,6 +192,10 @@ class OutlinesPeer:
         return {"text": text, "tokens": counter.tokens, "compile_s": compile_s, "finish": finish}
 
 
+# (tasks, max_tokens, seconds per generation); benchmarks/prompt_processing.py reads FULL_SIZE too
+QUICK_SIZE, FULL_SIZE = (2, 32, 8.0), (50, 64, 20.0)
+
+
 def make_peers(threads: int, model_path: str) -> tuple[list, dict[str, str]]:
     """The tools that can run here, and {tool: why not} for those that cannot."""
     peers: list = [AnankePeer(threads), AnankeClosedPeer(threads)]
@@ -216,7 +220,7 @@ def run(ctx: BenchContext) -> dict:
     from ananke.engines.llamacpp import shared_engine
     from ananke.engines.model import default_model_path
 
-    n_tasks, max_tokens, time_cap = (2, 32, 8.0) if ctx.quick else (50, 64, 20.0)
+    n_tasks, max_tokens, time_cap = QUICK_SIZE if ctx.quick else FULL_SIZE
     model_path = default_model_path()
     engine = shared_engine(model_path)
     peers, skipped = make_peers(engine.settings.threads, model_path)
