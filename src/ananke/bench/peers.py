@@ -196,14 +196,40 @@ class OutlinesPeer:
 QUICK_SIZE, FULL_SIZE = (2, 32, 8.0), (50, 64, 20.0)
 
 
+def peer_llama(model_path: str, threads: int):
+    """llama-cpp-python's own `Llama`, with the weight buffers Ananke's engine uses.
+
+    `Llama()` takes no `use_extra_bufts`; it reads llama_model_default_params() while loading,
+    so the bindings' function is wrapped (see ananke.engines.model.use_extra_buffers: on AMX CPUs the
+    default crashes on every prompt).
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    from ananke.engines.model import use_extra_buffers
+
+    defaults = bindings.llama_model_default_params
+
+    def params():
+        p = defaults()
+        p.use_extra_bufts = use_extra_buffers()
+        return p
+
+    bindings.llama_model_default_params = params
+    try:
+        return llama_cpp.Llama(
+            model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False
+        )
+    finally:
+        bindings.llama_model_default_params = defaults
+
+
 def make_peers(threads: int, model_path: str) -> tuple[list, dict[str, str]]:
     """The tools that can run here, and {tool: why not} for those that cannot."""
     peers: list = [AnankePeer(threads), AnankeClosedPeer(threads)]
     skipped: dict[str, str] = {}
     try:
-        from llama_cpp import Llama
-
-        llm = Llama(model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+        llm = peer_llama(model_path, threads)
         peers.append(LlamaGrammarPeer(llm))
     except Exception as exc:
         skipped["llama_cpp_grammar"] = f"{type(exc).__name__}: {exc}"

@@ -73,6 +73,33 @@ def default_model_path() -> str:
     return str(path)
 
 
+ENV_EXTRA_BUFFERS = "ANANKE_LLAMA_EXTRA_BUFFERS"
+
+
+def cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return "amx_tile" in f.read()
+    except OSError:
+        return False
+
+
+def use_extra_buffers() -> bool:
+    """Whether llama.cpp may repack weights into its extra CPU buffer types (AMX, ...).
+
+    Off on CPUs with AMX unless ANANKE_LLAMA_EXTRA_BUFFERS=1: llama.cpp 0.3.36's AMX path
+    crashes the process (general protection fault in libggml-cpu) on any batch of more than one
+    token — every prompt — as seen on Xeon Sapphire Rapids machines. Without it the usual
+    AVX-512 kernels run. ANANKE_LLAMA_EXTRA_BUFFERS=0/1 forces either way.
+    """
+    forced = os.environ.get(ENV_EXTRA_BUFFERS, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ConfigurationError(f"environment variable {ENV_EXTRA_BUFFERS} must be 0 or 1, got {forced!r}")
+    return not cpu_has_amx()
+
+
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -144,6 +171,7 @@ def load_model(path: str, vocab_only: bool = False) -> LoadedModel:
         llama_cpp.llama_backend_init()
         params = llama_cpp.llama_model_default_params()
         params.vocab_only = vocab_only
+        params.use_extra_bufts = use_extra_buffers()
         model = llama_cpp.llama_model_load_from_file(path.encode(), params)
         if not model:
             raise BackendError(f"llama.cpp could not load the model {path!r} (is it a GGUF file?)")
