@@ -102,13 +102,22 @@ async def test_same_seed_same_text(client):
     assert a.text != c.text  # a different seed samples differently (holds for this prompt)
 
 
-async def test_tiny_max_tokens_reports_length_and_violation(client):
+async def test_tiny_max_tokens_still_ends_complete(client):
+    """{} is a valid result (nothing is required) and fits in 3 tokens: the output is closed."""
     response = await client.generate(_request(JSON_C, "Report the build as JSON.", max_tokens=3))
-    assert response.metadata.finish_reason == "length"
+    assert response.metadata.finish_reason == "stop"
     assert response.metadata.tokens_generated <= 3
-    assert not response.validation.all_satisfied
-    assert response.validation.violated == ["result_json"]
-    assert "not valid JSON" in response.validation.errors["result_json"]
+    assert response.validation.all_satisfied, response.text
+
+
+async def test_length_cut_when_no_completion_is_found_is_reported_violated(client):
+    """300 letters: the completion search gives up (its bounds), so the output is cut at the cap
+    and reported as it is — length, and violated — rather than refused or faked."""
+    cut = PyConstraintIR("letters", regex_patterns=["[ab]{300}"])
+    response = await client.generate(_request(cut, "Write letters.", max_tokens=3))
+    assert response.metadata.finish_reason == "length"
+    assert response.metadata.tokens_generated == 3 and not response.metadata.budget_closed
+    assert response.validation.violated == ["letters"]
 
 
 async def test_gather_four_requests_each_satisfies_its_own_constraint(client):

@@ -13,8 +13,10 @@ from ananke.constraints import compile_constraints, validate
 from ananke.constraints.compiler import byte_tokenizer, constraints_hash
 
 
-def _compile(schema: dict, mode: str = "strict"):
-    return compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))], schema_mode=mode)
+def _compile(schema: dict, mode: str = "strict", closed_objects: bool = False):
+    """Objects open, as the schema says: these tests are about the grammar's exactness."""
+    constraints = [PyConstraintIR("s", json_schema=json.dumps(schema))]
+    return compile_constraints(constraints, schema_mode=mode, closed_objects=closed_objects)
 
 
 def _accepts(grammar: str, instance) -> bool:
@@ -72,6 +74,18 @@ def test_strict_refuses_naming_the_keyword_and_relaxed_names_what_it_weakened(
     assert _accepts(compiled.grammar, invalid)
     verdict = validate(text, [PyConstraintIR("s", json_schema=json.dumps(schema))])
     assert verdict.violated == ["s"] and not verdict.all_satisfied
+
+
+@pytest.mark.parametrize(
+    ("keyword", "invalid", "valid"),
+    [("minProperties", {}, {"a": 1}), ("maxProperties", {"a": 1, "b": "x"}, {"b": "x"})],
+)
+def test_closed_objects_make_property_counts_exact(keyword, invalid, valid):
+    """With undeclared keys ruled out, llguidance enforces min/maxProperties in strict mode."""
+    compiled = _compile({**OBJ, keyword: 1}, closed_objects=True)
+    assert compiled.closed == ("s: /",) and compiled.relaxed == ()
+    assert not _accepts(compiled.grammar, invalid)
+    assert _accepts(compiled.grammar, valid)
 
 
 def test_relaxed_grammar_admits_every_valid_instance_of_the_original():

@@ -108,10 +108,11 @@ async def test_eight_gathered_requests_all_succeed(server):
 async def test_client_validates_itself(server):
     """A length-cut output is reported violated by the client's own validator."""
     url, _ = server
+    letters = PyConstraintIR("letters", regex_patterns=["[ab]{300}"])  # no completion is found
     async with _client(url) as client:
-        response = await client.generate(_req(JSON_C, "Report the build as JSON.", max_tokens=3))
+        response = await client.generate(_req(letters, "Write letters.", max_tokens=3))
     assert response.metadata.finish_reason == "length"
-    assert response.validation.violated == ["result_json"]
+    assert response.validation.violated == ["letters"]
 
 
 async def test_streaming_deltas_equal_the_final_text(server):

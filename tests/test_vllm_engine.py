@@ -49,7 +49,9 @@ def test_sampling_args_carry_each_constraint_kind():
     assert _sampling([]) == {"max_tokens": 64, "temperature": 0.0}
     assert _sampling([], seed=7)["seed"] == 7
     schema = _sampling([PyConstraintIR("j", json_schema=SEED_SCHEMA)])["structured_outputs"]
-    assert schema == {"json": {**json.loads(SEED_SCHEMA), "x-guidance": {"whitespace_flexible": False}}}
+    # the schema as compiled: objects closed (the default), compact JSON
+    closed = {**json.loads(SEED_SCHEMA), "additionalProperties": False}
+    assert schema == {"json": {**closed, "x-guidance": {"whitespace_flexible": False}}}
     regex = _sampling([PyConstraintIR("r", regex_patterns=[r"^\d{3}$"])])["structured_outputs"]
     assert regex == {"regex": r"\d{3}"}
     grammar = _sampling([PyConstraintIR("g", grammar=SEED_GRAMMAR)])["structured_outputs"]

@@ -44,6 +44,14 @@ EndpointOpt = Annotated[
     str | None, typer.Option("--endpoint", help=f"Endpoint (default: ${ENV_ENDPOINT}, else 'local').")
 ]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", help=f"Default: ${ENV_API_KEY}.")]
+OpenObjectsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--open-objects",
+        help="Let JSON objects take undeclared keys where the schema does not forbid them "
+        "(by default they are decoded closed).",
+    ),
+]
 SchemaModeOpt = Annotated[
     SchemaMode | None,
     typer.Option(
@@ -103,6 +111,10 @@ def _summary(response: PyGenerationResponse) -> str:
     seconds = meta.generation_time_ms / 1000
     rate = meta.tokens_generated / seconds if seconds > 0 else 0.0
     extra = f" · attempt {meta.attempts}" if meta.attempts > 1 else ""
+    if meta.budget_closed:
+        extra += f" · closed to fit max_tokens ({meta.closing_tokens} tokens)"
+    if meta.loop_breaks:
+        extra += f" · loop closed ({meta.closing_tokens} tokens)"
     if meta.relaxed:
         extra += f" · relaxed {len(meta.relaxed)}: " + ", ".join(meta.relaxed)
     return (
@@ -139,6 +151,16 @@ def generate(
             help="Regenerate a rejected output up to this many times (default: 3 when relaxed, else 1).",
         ),
     ] = None,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling (0-1].")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", min=0, help="Sample among the k likeliest (0: off).")] = 0,
+    min_p: Annotated[float, typer.Option("--min-p", help="Drop tokens below min_p × the likeliest.")] = 0.0,
+    repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", help="1: off.")] = 1.0,
+    frequency_penalty: Annotated[float, typer.Option("--frequency-penalty")] = 0.0,
+    presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
+    open_objects: OpenObjectsOpt = False,
+    no_loop_guard: Annotated[
+        bool, typer.Option("--no-loop-guard", help="Do not close an output that keeps repeating itself.")
+    ] = False,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds.")] = 300,
@@ -165,6 +187,14 @@ def generate(
             seed=seed,
             schema_mode=schema_mode.value if schema_mode else None,
             max_attempts=max_attempts,
+            top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            repetition_penalty=repetition_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            closed_objects=not open_objects,
+            loop_guard=not no_loop_guard,
         )
         client = _client(endpoint, api_key, timeout)
         response = asyncio.run(_generate(client, request, show_progress=not as_json, echo=stream))
@@ -248,6 +278,7 @@ def serve(
     request_timeout: Annotated[float, typer.Option("--request-timeout", min=1)] = 300,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
     schema_mode: SchemaModeOpt = None,
+    open_objects: OpenObjectsOpt = False,
 ) -> None:
     """Run the Ananke inference service (HTTP, wire protocol v1)."""
     import logging
@@ -278,6 +309,7 @@ def serve(
         max_tokens=max_tokens,
         request_timeout_s=request_timeout,
         schema_mode=schema_mode.value if schema_mode else "strict",
+        closed_objects=not open_objects,
     )
     if engine == "vllm":
         from ananke.engines.vllm import VllmSettings, vllm_app
@@ -316,6 +348,7 @@ def compile_command(
     grammar: Annotated[str | None, typer.Option("--grammar", help="Text or @file.")] = None,
     regex: Annotated[list[str] | None, typer.Option("--regex")] = None,
     schema_mode: SchemaModeOpt = None,
+    open_objects: OpenObjectsOpt = False,
     endpoint: EndpointOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -330,7 +363,10 @@ def compile_command(
         client = _client(endpoint, api_key)
         result = asyncio.run(
             client.compile_constraints(
-                [constraint], on_service=True, schema_mode=schema_mode.value if schema_mode else None
+                [constraint],
+                on_service=True,
+                schema_mode=schema_mode.value if schema_mode else None,
+                closed_objects=not open_objects,
             )
         )
     print(json.dumps(result, indent=2))

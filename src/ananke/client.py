@@ -39,7 +39,7 @@ from ananke.types import (
 
 _INIT_PARAMS = (
     "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
-    "max_retries", "compile_limits", "schema_in_prompt", "schema_mode",
+    "max_retries", "compile_limits", "schema_in_prompt", "schema_mode", "closed_objects",
 )  # fmt: skip
 
 
@@ -52,7 +52,9 @@ class Ananke:
     and regexes to the model in the system message; the decoder enforces them either way) and
     `schema_mode` ("strict": a JSON schema with keywords no decoder can enforce is an error;
     "relaxed": those keywords are weakened while decoding, listed in the compile result and in
-    `metadata.relaxed`, and outputs are validated against the full schema, with up to 3 attempts).
+    `metadata.relaxed`, and outputs are validated against the full schema, with up to 3 attempts)
+    and `closed_objects` (True: JSON objects that do not say what other keys they take are
+    decoded without undeclared keys; the output stays valid under the schema as written).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Ananke:
         compile_limits: CompileLimits | None = None,
         schema_in_prompt: bool = True,
         schema_mode: str = "strict",
+        closed_objects: bool = True,
     ) -> None:
         self.config = PyModalConfig(
             endpoint_url=modal_endpoint,
@@ -81,6 +84,9 @@ class Ananke:
             raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
         self.compile_limits = compile_limits or CompileLimits()
         self.schema_mode = check_schema_mode("schema_mode", schema_mode)
+        if not isinstance(closed_objects, bool):
+            raise ConfigurationError(f"closed_objects must be a bool, got {closed_objects!r}")
+        self.closed_objects = closed_objects
         self._cache = CompileCache(limit=cache_size, enabled=enable_cache)
         self._backend: Backend = make_backend(self.config, schema_in_prompt=schema_in_prompt)
 
@@ -126,21 +132,25 @@ class Ananke:
     # ------------------------------------------------------------------ constraints
 
     async def _compiled(
-        self, constraints: list[PyConstraintIR], schema_mode: str | None = None
+        self,
+        constraints: list[PyConstraintIR],
+        schema_mode: str | None = None,
+        closed_objects: bool | None = None,
     ) -> tuple[CompiledConstraints, bool]:
         if not isinstance(constraints, (list, tuple)) or not all(
             isinstance(c, PyConstraintIR) for c in constraints
         ):
             raise InvalidRequestError("constraints must be a list of PyConstraintIR")
         mode = check_schema_mode("schema_mode", schema_mode or self.schema_mode)
-        key = constraints_hash(list(constraints), mode)
+        closed = self.closed_objects if closed_objects is None else closed_objects
+        key = constraints_hash(list(constraints), mode, closed)
         cached = self._cache.peek(key)
         if cached is not None:
             return cached, True
         return await asyncio.to_thread(
             self._cache.get_or_compile,
             key,
-            lambda: compile_constraints(list(constraints), self.compile_limits, mode),
+            lambda: compile_constraints(list(constraints), self.compile_limits, mode, closed),
         )
 
     async def compile_constraints(
@@ -149,11 +159,13 @@ class Ananke:
         *,
         on_service: bool = False,
         schema_mode: str | None = None,
+        closed_objects: bool | None = None,
     ) -> dict:
-        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …, "relaxed"}`; cached.
+        """`{"hash", "compiled_at", "schema", "enforced", "validated_only", …, "closed"}`; cached.
 
         Compiles here (the same compiler the service runs); `on_service=True` asks the remote
-        service to compile instead, with its own cache. `schema_mode` overrides the client's.
+        service to compile instead, with its own cache. `schema_mode` and `closed_objects`
+        override the client's.
         """
         remote = self._remote() if on_service else None
         if remote is not None:
@@ -162,9 +174,10 @@ class Ananke:
             body = CompileBody(
                 constraints=[WireConstraint.from_ir(c) for c in constraints],
                 schema_mode=schema_mode or self.schema_mode,
+                closed_objects=self.closed_objects if closed_objects is None else closed_objects,
             )
             return await remote("POST", "/v1/compile", body.model_dump())
-        compiled, hit = await self._compiled(constraints, schema_mode)
+        compiled, hit = await self._compiled(constraints, schema_mode, closed_objects)
         return {**compiled.to_dict(), "cache_hit": hit}
 
     async def clear_cache(self, *, on_service: bool = False) -> None:
@@ -226,9 +239,10 @@ class Ananke:
         try:
             if request.schema_mode is None:  # the backend (maybe a remote service) compiles the same
                 request = replace(request, schema_mode=self.schema_mode)
-            compiled, hit = await asyncio.wait_for(
-                self._compiled(request.constraints_ir, request.schema_mode), remaining()
-            )
+            if request.closed_objects is None:
+                request = replace(request, closed_objects=self.closed_objects)
+            compiling = self._compiled(request.constraints_ir, request.schema_mode, request.closed_objects)
+            compiled, hit = await asyncio.wait_for(compiling, remaining())
             allowed = 1 if deltas else attempts_allowed(request, compiled)
             attempt_request = request
             for attempt in range(1, allowed + 1):
@@ -291,6 +305,11 @@ class Ananke:
                 cache_hit=hit,
                 attempts=attempt,
                 relaxed=list(compiled.relaxed),
+                budget_closed=result.budget_closed,
+                closing_tokens=result.closing_tokens,
+                budget_steered=result.budget_steered,
+                loop_breaks=result.loop_breaks,
+                completion_search_us=round(result.completion_search_us),
             ),
         )
 

@@ -39,6 +39,30 @@ def check_schema_mode(owner: str, value: Any) -> str:
     return value
 
 
+# name: (lowest, highest, lowest included, integer); the ranges vLLM and OpenAI accept
+SAMPLING_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "top_p": (0.0, 1.0, False, False),
+    "top_k": (0, 1 << 20, True, True),
+    "min_p": (0.0, 1.0, True, False),
+    "repetition_penalty": (0.0, 10.0, False, False),
+    "frequency_penalty": (-2.0, 2.0, True, False),
+    "presence_penalty": (-2.0, 2.0, True, False),
+}
+SAMPLING_FIELDS = tuple(SAMPLING_RANGES)
+
+
+def check_sampling(owner: str, values: Any) -> None:
+    """Each sampling field of `values` (attributes) in its range, else InvalidRequestError."""
+    for name, (low, high, low_included, integer) in SAMPLING_RANGES.items():
+        value = getattr(values, name)
+        ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+        ok = ok and math.isfinite(value) and (low <= value if low_included else low < value) and value <= high
+        if not ok:
+            kind = "an integer" if integer else "a number"
+            bounds = f"{'[' if low_included else '('}{low:g}, {high:g}]"
+            raise InvalidRequestError(f"{owner}.{name} must be {kind} in {bounds}, got {value!r}")
+
+
 def _check_optional_str(owner: str, name: str, value: Any) -> None:
     if value is not None and not isinstance(value, str):
         raise InvalidRequestError(f"{owner}.{name} must be a string or None, got {value!r}")
@@ -100,6 +124,12 @@ class PyGenerationRequest:
     ("strict" or "relaxed", None = the client's default) picks how JSON schemas with keywords no
     decoder can enforce are treated; `max_attempts` (1-10, None = 3 when something was relaxed,
     else 1) regenerates an output the validator rejects, with the reason in the prompt.
+
+    Sampling (applied after the constraint's mask, so they never admit a forbidden token):
+    `top_p` (0-1], `top_k` (0 = off), `min_p` [0-1), `repetition_penalty` (> 0, 1 = off),
+    `frequency_penalty` and `presence_penalty` [-2, 2]. `closed_objects` (None = the client's
+    default, True) decodes JSON objects without undeclared keys unless the schema says what they
+    may be; `loop_guard` closes a constrained output that keeps repeating itself.
     """
 
     prompt: str
@@ -110,6 +140,14 @@ class PyGenerationRequest:
     seed: int | None = None
     schema_mode: str | None = None
     max_attempts: int | None = None
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    closed_objects: bool | None = None
+    loop_guard: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -149,6 +187,17 @@ class PyGenerationRequest:
                 f"PyGenerationRequest.max_attempts must be an integer from 1 to {MAX_ATTEMPTS_LIMIT} "
                 f"or None, got {self.max_attempts!r}"
             )
+        check_sampling("PyGenerationRequest", self)
+        for name in ("top_p", "min_p", "repetition_penalty", "frequency_penalty", "presence_penalty"):
+            setattr(self, name, float(getattr(self, name)))
+        if self.closed_objects is not None and not isinstance(self.closed_objects, bool):
+            raise InvalidRequestError(
+                f"PyGenerationRequest.closed_objects must be a bool or None, got {self.closed_objects!r}"
+            )
+        if not isinstance(self.loop_guard, bool):
+            raise InvalidRequestError(
+                f"PyGenerationRequest.loop_guard must be a bool, got {self.loop_guard!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: constraints travel under the key `constraints`."""
@@ -161,6 +210,9 @@ class PyGenerationRequest:
             "seed": self.seed,
             "schema_mode": self.schema_mode,
             "max_attempts": self.max_attempts,
+            **{name: getattr(self, name) for name in SAMPLING_FIELDS},
+            "closed_objects": self.closed_objects,
+            "loop_guard": self.loop_guard,
         }
 
     @classmethod
@@ -218,6 +270,9 @@ class PyValidationResult:
 class PyGenerationMetadata:
     """Measured numbers of one generation. The first four fields are the original API.
 
+    `finish_reason` "stop" means the output is complete (the constraint accepts it); "length"
+    that it was cut at max_tokens. The budget fields say how it was finished.
+
     With several attempts (see `PyGenerationRequest.max_attempts`) the numbers describe the
     attempt whose output is returned, and `attempts` counts them all.
     """
@@ -233,6 +288,11 @@ class PyGenerationMetadata:
     cache_hit: bool = False
     attempts: int = 1
     relaxed: list[str] = field(default_factory=list)
+    budget_closed: bool = False  # the end was forced (the shortest completion) to fit max_tokens
+    closing_tokens: int = 0  # tokens that forced ending took (also after a loop break)
+    budget_steered: int = 0  # sampled tokens refused because no complete output fitted after them
+    loop_breaks: int = 0  # times the loop guard closed a repeating output
+    completion_search_us: int = 0  # time spent finding completions, apart from mask_time_us
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

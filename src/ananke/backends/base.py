@@ -25,6 +25,11 @@ class BackendResult:
     forced_tokens: int = 0  # tokens fast-forwarded because the grammar allowed only them
     mask_time_us: float = 0.0  # total time spent computing token masks
     remote_compile_time_ms: float = 0.0  # a service's own compile time (0 on its cache hit)
+    budget_closed: bool = False  # see PyGenerationMetadata
+    closing_tokens: int = 0
+    budget_steered: int = 0
+    loop_breaks: int = 0
+    completion_search_us: float = 0.0
 
 
 class Backend(Protocol):

@@ -16,8 +16,15 @@ from ananke.backends.base import BackendResult
 from ananke.constraints.compiler import CompiledConstraints
 from ananke.engines.llamacpp import Job, JobResult, LlamaCppEngine, shared_engine
 from ananke.engines.model import default_model_path
+from ananke.engines.steering import SamplingParams
 from ananke.prompting import build_messages
-from ananke.types import PyGenerationRequest
+from ananke.types import SAMPLING_FIELDS, PyGenerationRequest
+
+
+def sampling_params(request: PyGenerationRequest) -> SamplingParams:
+    return SamplingParams(
+        temperature=request.temperature, **{name: getattr(request, name) for name in SAMPLING_FIELDS}
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -85,10 +92,11 @@ class LocalBackend:
 
         job = Job(
             prompt_tokens=prompt, grammar=compiled.grammar, max_tokens=request.max_tokens,
-            temperature=request.temperature, seed=request.seed, on_done=on_done,
+            sampling=sampling_params(request), seed=request.seed, on_done=on_done,
             on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
+            loop_guard=request.loop_guard,
         )  # fmt: skip
-        engine.submit(job)
+        await asyncio.to_thread(engine.submit, job)  # may search the shortest output (ms)
         try:
             while True:
                 event = await events.get()
@@ -104,6 +112,11 @@ class LocalBackend:
                         generation_time_ms=(time.perf_counter() - started) * 1000,
                         forced_tokens=event.forced_tokens,
                         mask_time_us=sum(event.mask_times_us),
+                        budget_closed=event.budget_closed,
+                        closing_tokens=event.closing_tokens,
+                        budget_steered=event.budget_steered,
+                        loop_breaks=event.loop_breaks,
+                        completion_search_us=event.search_us,
                     )
                     return
                 yield event

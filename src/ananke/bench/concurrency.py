@@ -126,7 +126,7 @@ def run(ctx: BenchContext) -> dict:
     from ananke.bench.serve import ananke_serve
     from ananke.engines.llamacpp import settings_from_env
 
-    rounds, max_tokens = (1, 8) if ctx.quick else (3, 64)
+    rounds, max_tokens = (1, 24) if ctx.quick else (3, 64)
     tasks = maskbench_tasks(ctx.need("maskbench"), 3 * REQUESTS, compiling_only=True)
     if ctx.quick:  # the shortest schemas: prompt processing dominates a smoke run
         tasks = sorted(tasks, key=lambda t: len(t.schema))

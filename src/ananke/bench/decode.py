@@ -31,6 +31,7 @@ def run_job(
 ):
     """One job on the engine, waited for (TimeoutError after `timeout` s); returns its JobResult."""
     from ananke.engines.llamacpp import Job
+    from ananke.engines.steering import SamplingParams
 
     box: dict = {}
     done = threading.Event()
@@ -39,7 +40,7 @@ def run_job(
         box["result"], box["error"] = result, error
         done.set()
 
-    engine.submit(Job(prompt, grammar, max_tokens, 0.0, None, on_done))
+    engine.submit(Job(prompt, grammar, max_tokens, SamplingParams(temperature=0.0), None, on_done))
     if not done.wait(timeout):
         raise TimeoutError(f"the engine did not finish the job within {timeout} s")
     if box["error"] is not None:

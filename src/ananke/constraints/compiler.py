@@ -34,7 +34,7 @@ from ananke.threads import call_with_big_stack
 from ananke.types import PyConstraintIR, check_schema_mode
 
 # Bump when the compiled output for the same input changes; part of every hash.
-COMPILER_VERSION = "ananke-compiler/1"
+COMPILER_VERSION = "ananke-compiler/2"  # 2: objects decoded closed by default
 
 # JSON output is compact (no free whitespace): a small model cannot wander off into blank lines,
 # and the token count stays minimal. A schema may still override this via "x-guidance".
@@ -80,6 +80,8 @@ class CompiledConstraints:
     warnings: tuple[str, ...] = field(default=())
     schema_mode: str = "strict"
     relaxed: tuple[str, ...] = ()  # "<constraint>: <json pointer>/<keyword>: <what was done>"
+    closed_objects: bool = True
+    closed: tuple[str, ...] = ()  # "<constraint>: <json pointer>" of each object decoded closed
 
     def to_dict(self) -> dict[str, Any]:
         """The `compile_constraints` answer (API.md keys first)."""
@@ -93,19 +95,23 @@ class CompiledConstraints:
             "warnings": list(self.warnings),
             "schema_mode": self.schema_mode,
             "relaxed": list(self.relaxed),
+            "closed_objects": self.closed_objects,
+            "closed": list(self.closed),
         }
 
 
-def constraints_hash(constraints: list[PyConstraintIR], schema_mode: str = "strict") -> str:
+def constraints_hash(
+    constraints: list[PyConstraintIR], schema_mode: str = "strict", closed_objects: bool = True
+) -> str:
     """SHA-256 over the compiler version and each constraint's fields, in order, as given.
 
     Covers: COMPILER_VERSION, and for every constraint its name, json_schema text, grammar text
     and regex list, byte for byte. Schemas are not re-serialised: key order changes the output
     (llguidance emits properties in schema order), so two spellings are two constraints.
     Independent of process, machine, Python hash seed and llguidance version. Relaxed mode adds
-    its name (strict hashes are those of earlier versions).
+    its name, open objects (closed_objects=False) the word "open-objects".
     """
-    mode = [] if schema_mode == "strict" else [schema_mode]
+    mode = ([] if schema_mode == "strict" else [schema_mode]) + ([] if closed_objects else ["open-objects"])
     payload = [COMPILER_VERSION, *mode] + [
         [c.name, c.json_schema, c.grammar, list(c.regex_patterns)] for c in constraints
     ]
@@ -281,14 +287,17 @@ def _try_schema(schema: Any, limits: CompileLimits) -> tuple[str, llg.LLMatcher 
 
 
 def compile_schema(
-    name: str, text: str, limits: CompileLimits, schema_mode: str = "strict"
-) -> tuple[str, llg.LLMatcher, list[str], list[str]]:
-    """The llguidance grammar of a JSON schema, its matcher, warnings, what relaxed mode left out.
+    name: str, text: str, limits: CompileLimits, schema_mode: str = "strict", closed_objects: bool = True
+) -> tuple[str, llg.LLMatcher, list[str], list[str], list[str]]:
+    """The llguidance grammar of a JSON schema, its matcher, warnings, what relaxed mode left out,
+    and the objects decoded closed.
 
     The schema is first read in its own draft (see ananke.constraints.schemas). A `format`
     llguidance does not know is an annotation (as JSON Schema 2019-09 and later define it): the
     string is enforced without it, and a warning names the format. In strict mode everything
-    else llguidance cannot enforce is an error; in relaxed mode it is weakened and listed.
+    else llguidance cannot enforce is an error; in relaxed mode it is weakened and listed. With
+    `closed_objects`, objects that do not say what other keys they take are decoded without
+    undeclared keys (schemas.close_objects: the output stays valid under the schema as written).
     """
     schema = parse_schema(name, text)
     base = schemas.to_2020_12(schema, schemas.draft_of(name, schema))
@@ -297,6 +306,7 @@ def compile_schema(
     if isinstance(base, dict):
         schemas.visit(base, _integral_counts)  # in place: `base` was parsed for this compile
         base.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
+    closed = schemas.close_objects(base) if closed_objects else []
     state = _Relaxations()
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
@@ -327,7 +337,8 @@ def compile_schema(
         "2019-09); the validator checks it only if jsonschema knows it"
         for fmt in sorted(state.formats)
     ]
-    return grammar, matcher, warnings, [f"{name}: {where}" for where in relaxed]
+    relaxed = [f"{name}: {where}" for where in relaxed]
+    return grammar, matcher, warnings, relaxed, [f"{name}: {pointer}" for pointer in closed]
 
 
 def normalise_regex(pattern: str) -> str:
@@ -429,23 +440,26 @@ def _check_sizes(c: PyConstraintIR, limits: CompileLimits) -> None:
 
 
 def _compile(
-    constraints: list[PyConstraintIR], limits: CompileLimits, schema_mode: str
+    constraints: list[PyConstraintIR], limits: CompileLimits, schema_mode: str, closed_objects: bool
 ) -> CompiledConstraints:
     start = time.perf_counter()
     structural: list[tuple[str, str]] = []  # (label, grammar) of JSON schemas and grammars
     regexes: list[tuple[str, str]] = []  # (label, lark lexeme)
     warnings: list[str] = []
     relaxed: list[str] = []
+    closed: list[str] = []
     for c in constraints:
         if c.json_schema is None and c.grammar is None and not c.regex_patterns:
             raise ConstraintCompileError("sets none of json_schema, grammar, regex_patterns", c.name)
         _check_sizes(c, limits)
         if c.json_schema is not None:
-            grammar, matcher, schema_warnings, schema_relaxed = compile_schema(
-                c.name, c.json_schema, limits, schema_mode
+            grammar, matcher, schema_warnings, schema_relaxed, schema_closed = compile_schema(
+                c.name, c.json_schema, limits, schema_mode, closed_objects
             )
             warnings.extend(schema_warnings)
             relaxed.extend(schema_relaxed)
+            if not structural:  # only the enforced schema's objects are decoded closed
+                closed.extend(schema_closed)
             if start_state(matcher) != (False, True):  # no JSON document is empty
                 raise ConstraintCompileError(
                     "json_schema admits no JSON document as llguidance compiles it "
@@ -482,7 +496,7 @@ def _compile(
         grammar, enforced, validated_only = None, [], []
 
     return CompiledConstraints(
-        hash=constraints_hash(constraints, schema_mode),
+        hash=constraints_hash(constraints, schema_mode, closed_objects),
         grammar=grammar,
         enforced=tuple(enforced),
         validated_only=tuple(validated_only),
@@ -492,11 +506,16 @@ def _compile(
         warnings=tuple(warnings),
         schema_mode=schema_mode,
         relaxed=tuple(relaxed),
+        closed_objects=closed_objects,
+        closed=tuple(closed),
     )
 
 
 def compile_constraints(
-    constraints: list[PyConstraintIR], limits: CompileLimits | None = None, schema_mode: str = "strict"
+    constraints: list[PyConstraintIR],
+    limits: CompileLimits | None = None,
+    schema_mode: str = "strict",
+    closed_objects: bool = True,
 ) -> CompiledConstraints:
     """Compile within `limits.time_budget_s`, or raise ConstraintCompileError.
 
@@ -515,7 +534,9 @@ def compile_constraints(
         raise ConstraintCompileError(f"constraint names must be unique, got {names}")
     try:
         return call_with_big_stack(
-            lambda: _compile(list(constraints), limits, schema_mode), limits.time_budget_s, "ananke-compile"
+            lambda: _compile(list(constraints), limits, schema_mode, closed_objects),
+            limits.time_budget_s,
+            "ananke-compile",
         )
     except TimeoutError:
         raise ConstraintCompileError(

@@ -194,3 +194,91 @@ def drop_matching(schema: Any, key: str, matches: Callable[[Any], bool], why: st
             relaxed.append(f"{pointer}/{_escape(key)}: {why}")
 
     return edit(schema, change)
+
+
+# ---------------------------------------------------------------- closed objects
+
+# Where narrowing a subschema could widen (or break) the whole: under `not` and `if` the meaning
+# flips, a narrower `oneOf` branch can make an instance match one branch instead of two, and
+# closing one `allOf` branch would forbid the keys another one declares.
+_FLIPS = frozenset({"not", "if", "oneOf", "allOf", "propertyNames"})
+# Keywords that bring keys from elsewhere: an object with any of them is not closed.
+_COMPOSES = frozenset(
+    {"allOf", "anyOf", "oneOf", "$ref", "$dynamicRef", "$recursiveRef", "if", "then", "else",
+     "dependentSchemas", "dependencies", "not"}
+)  # fmt: skip
+# What an object may say about undeclared keys: honoured as written.
+_SAYS_EXTRA = frozenset({"additionalProperties", "patternProperties", "unevaluatedProperties"})
+_ANNOTATIONS = frozenset({"$ref", "title", "description", "default", "examples", "$comment", "deprecated"})
+
+
+def _closable(node: dict) -> bool:
+    properties = node.get("properties")
+    required = node.get("required", [])
+    return (
+        isinstance(properties, dict)
+        and bool(properties)
+        and not (_SAYS_EXTRA | _COMPOSES) & node.keys()
+        and isinstance(required, list)
+        and all(key in properties for key in required)
+        and not {"$anchor", "$dynamicAnchor", "$recursiveAnchor"} & node.keys()
+    )
+
+
+def _children(node: dict, pointer: str) -> Iterator[tuple[str, str, dict]]:
+    """(keyword, pointer, child) for each subschema directly under `node`."""
+    for key in _ONE:
+        if isinstance(node.get(key), dict):
+            yield key, f"{pointer}/{_escape(key)}", node[key]
+    for key in _LIST:
+        if isinstance(node.get(key), list):
+            for i, item in enumerate(node[key]):
+                if isinstance(item, dict):
+                    yield key, f"{pointer}/{_escape(key)}/{i}", item
+    for key in _MAP:
+        if isinstance(node.get(key), dict):
+            for name, item in node[key].items():
+                if isinstance(item, dict):
+                    yield key, f"{pointer}/{_escape(key)}/{_escape(name)}", item
+
+
+def close_objects(schema: Any) -> list[str]:
+    """Add `"additionalProperties": false`, in place, to each object that declares `properties`
+    and says nothing about other keys; return the JSON pointers of those objects.
+
+    Only where it narrows the whole schema: every instance valid after this is valid before
+    (a keyword added to an object is one more assertion), and never under `not`, `if`, `oneOf`,
+    `allOf`, nor on an object that composes other schemas or is reached by a `$ref` from such a
+    place. A definition is closed only when every `$ref` to it is a plain reference (no sibling
+    keywords) from a place where closing is allowed.
+    """
+    if not isinstance(schema, dict):
+        return []
+    open_defs: set[str] = set()  # definitions some $ref uses where closing is not allowed
+
+    def uses(node: dict, pointer: str, closable: bool, found: set[str]) -> None:
+        closable = closable and pointer not in open_defs
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/") and (not closable or node.keys() - _ANNOTATIONS):
+            found.add(ref[1:])
+        for key, child_pointer, child in _children(node, pointer):
+            uses(child, child_pointer, closable and key not in _FLIPS, found)
+
+    for _ in range(16):  # until no new definition is found open (they only ever grow)
+        found: set[str] = set()
+        uses(schema, "", True, found)
+        if found <= open_defs:
+            break
+        open_defs |= found
+    closed: list[str] = []
+
+    def apply(node: dict, pointer: str, closable: bool) -> None:
+        closable = closable and pointer not in open_defs
+        if closable and _closable(node):
+            node["additionalProperties"] = False
+            closed.append(pointer or "/")
+        for key, child_pointer, child in _children(node, pointer):
+            apply(child, child_pointer, closable and key not in _FLIPS)
+
+    apply(schema, "", True)
+    return closed

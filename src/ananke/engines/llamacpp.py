@@ -9,6 +9,13 @@ masked logits, and llguidance's forced tokens are queued for the next batch.
 
 Requests beyond the slot count wait in a FIFO queue. A cancelled job leaves at the next step
 and its KV cache is freed.
+
+Constrained sequences finish within their budget (engines/steering.py): near the end of
+`max_tokens` a sampled token is kept only if a completion still fits after it (else the next
+choice is tried), and when none fits the shortest completion found is forced. A request whose
+budget cannot hold the shortest output is refused at `submit`. A loop guard steers an output
+that keeps repeating the same run of tokens out of it: it forces the completion up to the end of
+the string or array it loops in.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,12 +42,21 @@ from ananke.engines.model import (
     load_model,
     load_tokenizer,
 )
+from ananke.engines.steering import (
+    Budget,
+    SamplingParams,
+    loop_exit,
+    penalise,
+    repeating,
+    sample,
+    start_need,
+)
 from ananke.errors import BackendError, ConfigurationError, ConstraintCompileError, InvalidRequestError
 from ananke.threads import big_stacks, start_big_stack_thread
 
 log = logging.getLogger(__name__)
 
-MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy (the distribution is one-hot anyway)
+FIT_TRIES = 4  # sampled tokens tried per step before the completion is forced
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,11 @@ class JobResult:
     mask_times_us: list[float]
     total_time_ms: float  # from admission to the end: prompt processing + decoding
     first_token_ms: float  # from admission to the first sampled token (prompt processing)
+    budget_closed: bool = False  # the end was forced: the shortest completion, to fit max_tokens
+    closing_tokens: int = 0  # tokens that forced ending took
+    budget_steered: int = 0  # sampled tokens refused because no completion fitted after them
+    loop_breaks: int = 0  # repeating outputs the loop guard closed
+    search_us: float = 0.0  # time spent looking for completions (apart from mask_times_us)
 
 
 @dataclass(eq=False)
@@ -70,11 +92,13 @@ class Job:
     prompt_tokens: list[int]
     grammar: str | None
     max_tokens: int
-    temperature: float
+    sampling: SamplingParams
     seed: int | None
     on_done: Callable[[JobResult | None, BaseException | None], None]
     on_text: Callable[[str], None] | None = None
+    loop_guard: bool = True
     cancelled: threading.Event = field(default_factory=threading.Event)
+    start: tuple[int, bytes] | None = None  # the shortest output found (tokens, bytes); by submit
 
 
 @dataclass(eq=False)
@@ -93,6 +117,12 @@ class _Seq:
     mask_times_us: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    budget: Budget | None = None
+    counts: Counter = field(default_factory=Counter)  # output tokens, for the penalties
+    budget_closed: bool = False
+    closing_tokens: int = 0
+    loop_breaks: int = 0
+    last_intervention: int = 0  # output length at the last forced ending or loop break
     decoder: codecs.IncrementalDecoder = field(
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
     )
@@ -119,12 +149,24 @@ class LlamaCppEngine:
         self._mask_pool = ThreadPoolExecutor(1, thread_name_prefix="ananke-mask")
         with big_stacks():  # its one worker starts now, with a big stack (see ananke.threads)
             self._mask_pool.submit(int).result()
+        self._start_needs: dict[str, tuple[int, bytes] | None] = {}
+        self._start_lock = threading.Lock()
+        self._byte_tokens = self._single_byte_tokens()
         self._free_seq_ids = list(range(self.settings.slots))
         # Tokens whose KV each slot still holds: a new prompt reuses its longest common prefix
         # (the system message, a repeated request), so only the rest is processed again.
         self._slot_tokens: list[list[int]] = [[] for _ in range(self.settings.slots)]
         self._active: list[_Seq] = []
         self._thread = start_big_stack_thread(self._run, "ananke-llamacpp")
+
+    def _single_byte_tokens(self) -> dict[int, int]:
+        """byte -> the token of that one byte, where the vocabulary has one (byte-level BPE: all)."""
+        out = {}
+        for byte in range(256):
+            tokens = self.tokenizer.tokenize_bytes(bytes([byte]))
+            if len(tokens) == 1:
+                out[byte] = tokens[0]
+        return out
 
     def _new_context(self):
         params = self.llama.llama_context_default_params()
@@ -162,10 +204,38 @@ class LlamaCppEngine:
         self._forget.set()
         self._wake.set()
 
+    def tokenize_bytes(self, data: bytes) -> list[int]:
+        return self.tokenizer.tokenize_bytes(data)
+
+    def shortest_output(self, grammar: str) -> tuple[int, bytes] | None:
+        """(tokens, bytes) of the shortest complete output found for `grammar`; cached."""
+        with self._start_lock:
+            if grammar in self._start_needs:
+                self._start_needs[grammar] = self._start_needs.pop(grammar)  # most recent last
+                return self._start_needs[grammar]
+        found = start_need(grammar, self.tokenize_bytes)
+        with self._start_lock:
+            self._start_needs[grammar] = found
+            while len(self._start_needs) > 256:
+                del self._start_needs[next(iter(self._start_needs))]
+        return found
+
     def submit(self, job: Job) -> None:
+        """Queue a job; InvalidRequestError when it cannot fit. May search (ms): not on a loop."""
         self.check_fits(len(job.prompt_tokens), job.max_tokens)
         if not job.prompt_tokens:
             raise InvalidRequestError("the prompt tokenised to nothing")
+        if job.grammar is not None:
+            job.start = self.shortest_output(job.grammar)
+            if job.start is not None and job.start[0] > job.max_tokens:
+                tokens, text = job.start
+                shown = text.decode("utf-8", errors="replace")
+                shown = shown if len(shown) <= 120 else shown[:117] + "..."
+                raise InvalidRequestError(
+                    f"max_tokens={job.max_tokens} cannot hold a complete output: the shortest one "
+                    f"found for this constraint takes {tokens} tokens ({shown!r}); raise max_tokens "
+                    f"to at least {tokens}"
+                )
         self._queue.put(job)
         self._wake.set()
 
@@ -211,6 +281,10 @@ class LlamaCppEngine:
             reused = self._reuse_prefix(seq_id, job.prompt_tokens)
             seq = _Seq(job, seq_id, matcher, np.random.default_rng(job.seed), job.prompt_tokens[reused:])
             seq.n_past = seq.cached_tokens = reused
+            if job.grammar is not None:
+                seq.budget = Budget(job.grammar, self.tokenize_bytes)
+                if job.start is not None:
+                    seq.budget.advance(b"", job.start[1])
             self._active.append(seq)
 
     def _reuse_prefix(self, seq_id: int, prompt: list[int]) -> int:
@@ -254,6 +328,11 @@ class LlamaCppEngine:
                 mask_times_us=seq.mask_times_us,
                 total_time_ms=(time.perf_counter() - seq.started) * 1000,
                 first_token_ms=((seq.first_token_at or time.perf_counter()) - seq.started) * 1000,
+                budget_closed=seq.budget_closed,
+                closing_tokens=seq.closing_tokens,
+                budget_steered=seq.budget.stats.steered if seq.budget else 0,
+                loop_breaks=seq.loop_breaks,
+                search_us=seq.budget.stats.search_us if seq.budget else 0.0,
             ),
             None,
         )
@@ -291,6 +370,8 @@ class LlamaCppEngine:
             t0 = time.perf_counter()
             seq.matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
             seq.mask_times_us.append((time.perf_counter() - t0) * 1e6)
+            if seq.budget is not None:  # a stale completion is searched here, beside the forward pass
+                seq.budget.tight(seq.job.max_tokens - len(seq.output))
 
     def _step(self) -> None:
         sampling = self._fill_batch()
@@ -302,64 +383,148 @@ class LlamaCppEngine:
         for seq, index in sampling:
             if seq.job.cancelled.is_set():
                 continue
-            self._advance(seq, self._sample(seq, index))
+            self._advance(seq, self._logits(seq, index))
 
-    def _sample(self, seq: _Seq, index: int) -> int:
+    def _logits(self, seq: _Seq, index: int) -> np.ndarray:
+        """The sequence's next-token logits: -inf where the grammar forbids, penalties applied."""
         pointer = self.llama.llama_get_logits_ith(self._ctx, index)
         logits = np.ctypeslib.as_array(pointer, shape=(self.model.n_vocab,)).copy()
         if seq.matcher is not None:
             bits = np.unpackbits(self._masks[seq.seq_id].view(np.uint8), bitorder="little")
             logits[~bits[: self.model.n_vocab].astype(bool)] = -np.inf
-        if seq.job.temperature < MIN_TEMPERATURE:  # 0, or so small that dividing overflows
-            return int(np.argmax(logits))
-        scaled = (logits.astype(np.float64) - logits.max()) / seq.job.temperature
-        cdf = np.cumsum(np.exp(scaled))
-        choice = int(np.searchsorted(cdf, seq.rng.random() * cdf[-1], side="right"))
-        return min(choice, self.model.n_vocab - 1)  # rounding at the very top of the cdf
+        penalise(logits, seq.job.sampling, seq.counts)
+        return logits
 
     def _emit(self, seq: _Seq, tokens: list[int]) -> None:
         seq.output.extend(tokens)
+        if (
+            seq.job.sampling.repetition_penalty != 1
+            or seq.job.sampling.frequency_penalty
+            or (seq.job.sampling.presence_penalty)
+        ):
+            seq.counts.update(tokens)
         if seq.job.on_text is not None:
             delta = seq.decoder.decode(self.model.detokenize(tokens))
             if delta:
                 seq.job.on_text(delta)
 
-    def _advance(self, seq: _Seq, token: int) -> None:
-        """Take the sampled token; queue it (plus forced tokens) or finish the sequence."""
-        matcher, job = seq.matcher, seq.job
+    def _fit(
+        self, seq: _Seq, token: int, logits: np.ndarray, remaining: int
+    ) -> tuple[int | None, bytes | None]:
+        """A token after which a completion fits in `remaining` (sampled anew while it does not),
+        with that completion; (None, None) when FIT_TRIES tokens did not fit."""
+        assert seq.budget is not None
+        for _ in range(FIT_TRIES):
+            if token in self.model.stop_tokens:
+                return token, b""  # the grammar allows the end here: nothing more to fit
+            need, witness = seq.budget.need_after(self.model.pieces[token])
+            if need is not None and 1 + need <= remaining:
+                return token, witness
+            seq.budget.stats.steered += 1
+            logits[token] = -np.inf
+            if not np.isfinite(logits).any():
+                break
+            token = sample(logits, seq.job.sampling, seq.rng)
+        return None, None
+
+    def _force(self, seq: _Seq, piece: bytes) -> list[int] | None:
+        """Consume and emit `piece` (the model's tokens for it, else one token per byte) if the
+        grammar takes all of it within max_tokens; the tokens, or None with nothing changed."""
+        assert seq.matcher is not None and seq.budget is not None
+        matcher, room = seq.matcher, seq.job.max_tokens - len(seq.output)
+        for tokens in (self.tokenize_bytes(piece), [self._byte_tokens.get(b, -1) for b in piece]):
+            if -1 in tokens or len(tokens) > room:
+                continue
+            taken = matcher.try_consume_tokens(tokens)
+            if taken == len(tokens):
+                seq.closing_tokens += len(tokens)
+                seq.last_intervention = len(seq.output) + len(tokens)
+                self._emit(seq, tokens)
+                return tokens
+            log.debug("forced tokens %s refused after %d", tokens, taken)
+            matcher.rollback(taken)
+        return None
+
+    def _force_closing(self, seq: _Seq) -> None:
+        """Emit the budget's completion and finish ("length" if it could not be forced)."""
+        assert seq.matcher is not None and seq.budget is not None
+        piece = seq.budget.closing_piece()
+        if piece is None or self._force(seq, piece) is None:
+            return self._finish(seq, "length", None)
+        return self._finish(seq, "stop" if seq.matcher.is_accepting() else "length", None)
+
+    def _break_loop(self, seq: _Seq, period: int) -> list[int]:
+        """Steer out of a loop: force the completion up to the end of the current string (a loop
+        inside a string) or of the current array/object (a loop over items); the tokens forced."""
+        assert seq.budget is not None
+        piece = seq.budget.closing_piece()
+        if not piece:
+            return []
+        looping_in_string = b'"' not in self.model.detokenize(seq.output[-period:])
+        cut = loop_exit(piece, looping_in_string)
+        tokens = self._force(seq, cut)
+        if tokens is None:
+            return []
+        seq.loop_breaks += 1
+        seq.budget.advance(cut, piece[len(cut) :])
+        return tokens
+
+    def _advance(self, seq: _Seq, logits: np.ndarray) -> None:
+        """Sample, then queue the token (plus forced ones) or finish the sequence."""
+        matcher, job, budget = seq.matcher, seq.job, seq.budget
+        token = sample(logits, job.sampling, seq.rng)
         if seq.first_token_at is None:
             seq.first_token_at = time.perf_counter()
         if matcher is None:
             if token in self.model.stop_tokens:
                 return self._finish(seq, "stop", None)
             self._emit(seq, [token])
-        else:
-            if token in self.model.stop_tokens and not matcher.is_accepting():
-                # llguidance offers only the end token when nothing can extend the output
-                return self._finish(
-                    seq, None, BackendError("the constraint reached a dead end: no token can continue")
-                )
-            if not matcher.consume_token(token):
-                return self._finish(seq, None, BackendError(f"grammar rejected token: {matcher.get_error()}"))
-            if matcher.is_stopped():  # the end token, or the grammar cannot continue
-                if token not in self.model.stop_tokens:
-                    self._emit(seq, [token])
+            if len(seq.output) >= job.max_tokens:
+                return self._finish(seq, "length", None)
+            seq.pending = [token]
+            return None
+        witness = None
+        if budget is not None and budget.tight(job.max_tokens - len(seq.output)):
+            token, witness = self._fit(seq, token, logits, job.max_tokens - len(seq.output))
+            if token is None:
+                seq.budget_closed = True
+                return self._force_closing(seq)
+        if token in self.model.stop_tokens and not matcher.is_accepting():
+            # llguidance offers only the end token when nothing can extend the output
+            return self._finish(
+                seq, None, BackendError("the constraint reached a dead end: no token can continue")
+            )
+        if not matcher.consume_token(token):
+            return self._finish(seq, None, BackendError(f"grammar rejected token: {matcher.get_error()}"))
+        if matcher.is_stopped():  # the end token, or the grammar cannot continue
+            if token not in self.model.stop_tokens:
+                self._emit(seq, [token])
+            return self._finish(seq, "stop", None)
+        self._emit(seq, [token])
+        if budget is not None:
+            budget.advance(self.model.pieces[token], witness)
+        if len(seq.output) >= job.max_tokens:  # complete if the grammar accepts what is there
+            return self._finish(seq, "stop" if matcher.is_accepting() else "length", None)
+        forced = matcher.compute_ff_tokens()[: job.max_tokens - len(seq.output)]
+        if forced:
+            matcher.consume_tokens(forced)
+            seq.forced += len(forced)
+            self._emit(seq, forced)
+            if budget is not None:
+                budget.advance(self.model.detokenize(forced))
+            if matcher.is_stopped():
                 return self._finish(seq, "stop", None)
-            self._emit(seq, [token])
-        if len(seq.output) >= job.max_tokens:
-            return self._finish(seq, "length", None)
-        forced: list[int] = []
-        if matcher is not None:
-            forced = matcher.compute_ff_tokens()[: job.max_tokens - len(seq.output)]
-            if forced:
-                matcher.consume_tokens(forced)
-                seq.forced += len(forced)
-                self._emit(seq, forced)
-                if matcher.is_stopped():
-                    return self._finish(seq, "stop", None)
-                if len(seq.output) >= job.max_tokens:
-                    return self._finish(seq, "length", None)
+            if len(seq.output) >= job.max_tokens:
+                return self._finish(seq, "stop" if matcher.is_accepting() else "length", None)
+        period = repeating(seq.output, seq.last_intervention) if job.loop_guard and budget else 0
+        if period:
+            forced += self._break_loop(seq, period)
+            if matcher.is_stopped():
+                return self._finish(seq, "stop", None)
+            if len(seq.output) >= job.max_tokens:
+                return self._finish(seq, "stop" if matcher.is_accepting() else "length", None)
         seq.pending = [token, *forced]
+        return None
 
 
 _engines: dict[str, LlamaCppEngine] = {}

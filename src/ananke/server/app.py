@@ -72,6 +72,7 @@ class ServerSettings:
     cache_size: int = 1000
     retry_after_s: int = 1
     schema_mode: str = "strict"  # for requests that do not say
+    closed_objects: bool = True  # for requests that do not say
 
 
 class ApiError(Exception):
@@ -335,17 +336,20 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
                     field="constraints", constraint=c.name,
                 )  # fmt: skip
 
-    async def compiled_for(constraints: list, schema_mode: str | None) -> tuple[CompiledConstraints, bool]:
+    async def compiled_for(
+        constraints: list, schema_mode: str | None, closed_objects: bool | None = None
+    ) -> tuple[CompiledConstraints, bool]:
         irs = [c.to_ir() for c in constraints]
         mode = schema_mode or settings.schema_mode
-        key = constraints_hash(irs, mode)
+        closed = settings.closed_objects if closed_objects is None else closed_objects
+        key = constraints_hash(irs, mode, closed)
         cached = cache.peek(key)
         if cached is not None:
             metrics.cache_hits.inc()
             return cached, True
         async with compiling:
             compiled, hit = await asyncio.to_thread(
-                cache.get_or_compile, key, lambda: compile_constraints(irs, limits, mode)
+                cache.get_or_compile, key, lambda: compile_constraints(irs, limits, mode, closed)
             )
         (metrics.cache_hits if hit else metrics.cache_misses).inc()
         return compiled, hit
@@ -436,7 +440,8 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         check_limits(body)
         body.to_request()  # InvalidRequestError (422) before any work
         ensure_capacity()  # 429 before any work
-        compiled, hit = await compiled_for(body.constraints, body.schema_mode)  # 400 before a stream
+        # a constraint that does not compile is a 400 before any stream starts
+        compiled, hit = await compiled_for(body.constraints, body.schema_mode, body.closed_objects)
         request_id = request.state.request_id
         work = events(body, compiled, hit, deadline, request_id)
         if body.stream:
@@ -469,7 +474,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     @app.post("/v1/compile", response_model=CompileResult)
     async def compile_route(body: CompileBody):
         check_constraint_limits(body.constraints)
-        compiled, hit = await compiled_for(body.constraints, body.schema_mode)
+        compiled, hit = await compiled_for(body.constraints, body.schema_mode, body.closed_objects)
         return CompileResult.from_compiled(compiled, hit).model_dump(by_alias=True)
 
     @app.get("/v1/cache")

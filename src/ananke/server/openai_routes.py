@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.errors import AnankeError
 from ananke.server.wire import ErrorBody, ErrorDetail, GenerateBody, GenerateResult, WireConstraint
+from ananke.types import SAMPLING_FIELDS
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default for /v1/completions
 DEFAULT_CHAT_TOKENS = 2048
@@ -58,7 +59,13 @@ class _OpenAIBody(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
-    top_p: float | None = Field(None, ge=1.0, le=1.0)  # only the default: the engine samples the full p
+    # Sampling, applied after the constraint's mask (the ranges are checked with the request's)
+    top_p: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    top_k: int = 0  # vLLM's extras, 0 / 1 = off
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
     n: int = Field(1, ge=1, le=1)  # one choice per request
     stop: str | list[str] | None = None
     seed: int | None = None
@@ -75,6 +82,7 @@ class _OpenAIBody(BaseModel):
     regex: str | None = None
     ebnf: str | None = None
     schema_mode: Literal["strict", "relaxed"] | None = None  # Ananke's own; None: the server's
+    closed_objects: bool | None = None  # Ananke's own; None: the server's (closed)
 
 
 class CompletionBody(_OpenAIBody):
@@ -107,7 +115,7 @@ class Pipeline:
 
     check_limits: Callable[[GenerateBody], None]
     ensure_capacity: Callable[[], None]
-    compiled_for: Callable[[list, str | None], Awaitable[tuple[Any, bool]]]
+    compiled_for: Callable[[list, str | None, bool | None], Awaitable[tuple[Any, bool]]]
     events: Callable[..., AsyncIterator[str | GenerateResult]]
     until_disconnect: Callable[[Request, Awaitable[Any]], Awaitable[Any]]
     request_timeout_s: float
@@ -223,12 +231,16 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
             seed=body.seed,
             stream=body.stream,
             schema_mode=body.schema_mode,
+            closed_objects=body.closed_objects,
+            **{name: getattr(body, name) for name in SAMPLING_FIELDS},
         )
         deadline = asyncio.get_running_loop().time() + pipeline.request_timeout_s
         pipeline.check_limits(generate_body)
         generate_body.to_request()
         pipeline.ensure_capacity()
-        compiled, hit = await pipeline.compiled_for(generate_body.constraints, generate_body.schema_mode)
+        compiled, hit = await pipeline.compiled_for(
+            generate_body.constraints, generate_body.schema_mode, generate_body.closed_objects
+        )
         request_id = request.state.request_id
         work = pipeline.events(generate_body, compiled, hit, deadline, request_id)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
@@ -282,6 +294,11 @@ def _ananke(result: GenerateResult) -> dict[str, Any]:
         "enforced": result.enforced,
         "validated_only": result.validated_only,
         "relaxed": result.relaxed,
+        "closed": result.closed,
+        "budget_closed": result.budget_closed,
+        "closing_tokens": result.closing_tokens,
+        "budget_steered": result.budget_steered,
+        "loop_breaks": result.loop_breaks,
         "validation": result.validation,  # the service's own verdict on the output
         "cache_hit": result.cache_hit,
         "generation_time_ms": result.generation_time_ms,

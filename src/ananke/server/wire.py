@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.backends.base import BackendResult
 from ananke.constraints.compiler import CompiledConstraints
-from ananke.types import PyConstraintIR, PyGenerationContext, PyGenerationRequest, PyValidationResult
+from ananke.types import (
+    SAMPLING_FIELDS,
+    PyConstraintIR,
+    PyGenerationContext,
+    PyGenerationRequest,
+    PyValidationResult,
+)
 
 
 class _Strict(BaseModel):
@@ -54,6 +60,15 @@ class GenerateBody(_Strict):
     schema_mode: Literal["strict", "relaxed"] | None = None  # None: the server's --schema-mode
     # None: 3 for a relaxed schema, else 1. The Python client sends 1 and runs attempts itself.
     max_attempts: int | None = Field(None, ge=1, le=10)
+    # Sampling after the constraint's mask (PyGenerationRequest has the ranges, checked there)
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    closed_objects: bool | None = None  # None: the server's default (closed)
+    loop_guard: bool = True
 
     def to_request(self) -> PyGenerationRequest:
         return PyGenerationRequest(
@@ -65,6 +80,9 @@ class GenerateBody(_Strict):
             seed=self.seed,
             schema_mode=self.schema_mode,
             max_attempts=self.max_attempts,
+            **{name: getattr(self, name) for name in SAMPLING_FIELDS},
+            closed_objects=self.closed_objects,
+            loop_guard=self.loop_guard,
         )
 
     @classmethod
@@ -82,6 +100,9 @@ class GenerateBody(_Strict):
             max_attempts=1,  # the client validates and retries itself
             stream=stream,
             timeout_secs=timeout_secs,
+            **{name: getattr(request, name) for name in SAMPLING_FIELDS},
+            closed_objects=request.closed_objects,
+            loop_guard=request.loop_guard,
         )
 
 
@@ -101,7 +122,13 @@ class GenerateResult(BaseModel):
     enforced: list[str] = Field(default_factory=list)
     validated_only: list[str] = Field(default_factory=list)
     relaxed: list[str] = Field(default_factory=list)
+    closed: list[str] = Field(default_factory=list)
     attempts: int = 1
+    budget_closed: bool = False
+    closing_tokens: int = 0
+    budget_steered: int = 0
+    loop_breaks: int = 0
+    completion_search_us: float = 0.0
     # The service's own check of the output against the request's constraints (None: none given).
     validation: dict | None = None
     request_id: str = ""
@@ -131,7 +158,13 @@ class GenerateResult(BaseModel):
             enforced=list(compiled.enforced),
             validated_only=list(compiled.validated_only),
             relaxed=list(compiled.relaxed),
+            closed=list(compiled.closed),
             attempts=attempts,
+            budget_closed=result.budget_closed,
+            closing_tokens=result.closing_tokens,
+            budget_steered=result.budget_steered,
+            loop_breaks=result.loop_breaks,
+            completion_search_us=round(result.completion_search_us, 1),
             validation=validation.to_dict() if validation is not None else None,
             request_id=request_id,
         )
@@ -148,12 +181,18 @@ class GenerateResult(BaseModel):
             forced_tokens=self.forced_tokens,
             mask_time_us=self.mask_time_us,
             remote_compile_time_ms=self.constraint_compile_time_ms,
+            budget_closed=self.budget_closed,
+            closing_tokens=self.closing_tokens,
+            budget_steered=self.budget_steered,
+            loop_breaks=self.loop_breaks,
+            completion_search_us=self.completion_search_us,
         )
 
 
 class CompileBody(_Strict):
     constraints: list[WireConstraint]
     schema_mode: Literal["strict", "relaxed"] | None = None
+    closed_objects: bool | None = None  # None: the server's default (closed)
 
 
 class CompileResult(BaseModel):
@@ -166,6 +205,8 @@ class CompileResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     schema_mode: str = "strict"
     relaxed: list[str] = Field(default_factory=list)
+    closed_objects: bool = True
+    closed: list[str] = Field(default_factory=list)
     cache_hit: bool = False
 
     model_config = ConfigDict(populate_by_name=True)
