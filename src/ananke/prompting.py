@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePath
 
+from ananke.outline import schema_outline
 from ananke.types import PyGenerationRequest
 
 EXTENSIONS = {
@@ -36,7 +38,8 @@ def build_messages(request: PyGenerationRequest, include_schema: bool = True) ->
 
     File contents are never read; only the names in the context are used. JSON schemas and
     regexes are shown to the model (decoding enforces them anyway, but a model that knows the
-    target fills in better values); `include_schema=False` leaves them out. A schema longer than
+    target fills in better values); `include_schema=False` leaves them out. A schema is shown as a
+    TypeScript-like outline (ananke.outline: a fraction of its tokens); one longer than
     MAX_SCHEMA_CHARS_IN_PROMPT is cut there in the prompt only; decoding enforces all of it.
     """
     language = language_of(request)
@@ -53,16 +56,25 @@ def build_messages(request: PyGenerationRequest, include_schema: bool = True) ->
     if include_schema:
         for c in request.constraints_ir:
             if c.json_schema is not None:
-                schema = c.json_schema
-                if len(schema) > MAX_SCHEMA_CHARS_IN_PROMPT:  # keep the prompt within the context
-                    schema = schema[:MAX_SCHEMA_CHARS_IN_PROMPT] + " …(truncated)"
-                parts.append(f"The output must be JSON matching this JSON Schema: {schema}")
+                shape = json_shape(c.json_schema)
+                if len(shape) > MAX_SCHEMA_CHARS_IN_PROMPT:  # keep the prompt within the context
+                    shape = shape[:MAX_SCHEMA_CHARS_IN_PROMPT] + " …(truncated)"
+                parts.append(f"The output is JSON of this shape (TypeScript, ? = optional): {shape}")
             for pattern in c.regex_patterns:
                 parts.append(f"The output must match the regular expression {pattern}")
     return [
         {"role": "system", "content": " ".join(parts)},
         {"role": "user", "content": request.prompt},
     ]
+
+
+def json_shape(schema_text: str) -> str:
+    """The schema's TypeScript-like outline (ananke.outline); the text itself if it is not JSON."""
+    try:
+        schema = json.loads(schema_text)
+    except (ValueError, RecursionError):
+        return schema_text
+    return schema_outline(schema)
 
 
 def extract_code(text: str, language: str | None) -> str:
