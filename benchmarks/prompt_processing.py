@@ -14,12 +14,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from ananke.backends.local import render_prompt
 from ananke.bench.common import default_data_dir
 from ananke.bench.decode import run_job
 from ananke.bench.peers import FULL_SIZE
 from ananke.bench.tasks import maskbench_tasks
-from ananke.engines.llamacpp import shared_engine
+from ananke.engines.llamacpp import render_prompt, shared_runner
 from ananke.engines.model import default_model_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,7 +32,7 @@ def process_cold(engine, tokens: list[int]) -> float:
 
 
 def main() -> None:
-    engine = shared_engine(default_model_path())
+    engine = shared_runner(default_model_path())
     n_tasks, max_tokens, _ = FULL_SIZE  # the peers suite's tasks and prompts
     tasks = maskbench_tasks(default_data_dir() / "maskbench", n_tasks)
     process_cold(engine, render_prompt(engine, tasks[0].request(max_tokens)))  # warm-up

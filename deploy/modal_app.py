@@ -121,8 +121,8 @@ app = modal.App(APP_NAME)
 @modal.asgi_app()
 def web():
     """The Ananke service (wire protocol v1 and the OpenAI-compatible routes) over vLLM."""
-    from ananke.engines.vllm import VllmSettings, vllm_app
-    from ananke.server.app import ServerSettings
+    from ananke.engines.vllm import VllmEngine, VllmSettings
+    from ananke.server.app import ServerSettings, create_app
 
     engine = VllmSettings(
         MODEL,
@@ -135,7 +135,7 @@ def web():
         max_concurrency=CONCURRENT_INPUTS,  # vLLM batches every running request together
         max_queue=4 * CONCURRENT_INPUTS,
     )
-    return vllm_app(engine, service)
+    return create_app(VllmEngine(engine), service)  # the app starts the engine in its event loop
 
 
 @app.function(image=image, volumes={WEIGHTS_DIR: weights}, secrets=secrets[1:], timeout=60 * MINUTES)

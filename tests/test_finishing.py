@@ -162,7 +162,7 @@ async def test_every_budget_that_can_hold_an_output_ends_complete(client, kind):
     length: the output is accepted by the grammar, finish_reason is stop, within max_tokens."""
     constraint = KINDS[kind]
     compiled = await client.compile_constraints([constraint])
-    engine = client._backend.engine()
+    engine = client._backend.engine.runner()
     shortest, _ = engine.shortest_output(compiled["schema"])
     for extra, seed in zip((0, 1, 3, 8, 20), range(5), strict=True):
         budget = shortest + extra

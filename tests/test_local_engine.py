@@ -149,7 +149,7 @@ async def test_timeout_raises_and_engine_recovers():
         await slow.generate(request)
     assert time.perf_counter() - started < 3
     assert isinstance(info.value, TimeoutError) and isinstance(info.value, RuntimeError)
-    engine = slow._backend.engine()
+    engine = slow._backend.engine.runner()
     for _ in range(50):  # the cancelled sequence leaves at the engine's next step
         if not engine._active:
             break
@@ -221,10 +221,10 @@ def test_cli_reports_a_bad_constraint():
 
 def test_forget_prompts_makes_the_next_request_start_cold():
     from ananke.bench.decode import run_job
-    from ananke.engines.llamacpp import shared_engine
+    from ananke.engines.llamacpp import shared_runner
     from ananke.engines.model import default_model_path
 
-    engine = shared_engine(default_model_path())
+    engine = shared_runner(default_model_path())
     prompt = engine.model.tokenize("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
 
     def run():

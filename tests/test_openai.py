@@ -17,9 +17,9 @@ import jsonschema
 import pytest
 
 from ananke import Ananke, AuthenticationError, ConfigurationError, PyConstraintIR, PyGenerationRequest
-from ananke.backends.local import LocalBackend
-from ananke.backends.structured import request_fields, server_constraint
 from ananke.constraints import compile_constraints
+from ananke.constraints.servers import request_fields, server_constraint
+from ananke.engines.llamacpp import LlamaCppEngine
 from ananke.server.app import ServerSettings, create_app
 from tests.servers import uvicorn_thread
 from tests.test_compiler import SEED_GRAMMAR, SEED_SCHEMA
@@ -100,9 +100,9 @@ def test_endpoint_flavour_is_checked_at_construction():
 
 @pytest.fixture(scope="module")
 def service():
-    backend = LocalBackend()
-    backend.engine()
-    with uvicorn_thread(create_app(backend, ServerSettings(api_key=KEY))) as url:
+    engine = LlamaCppEngine()
+    engine.runner()  # the model loads before the server starts
+    with uvicorn_thread(create_app(engine, ServerSettings(api_key=KEY))) as url:
         yield url
 
 

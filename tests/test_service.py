@@ -27,7 +27,7 @@ from ananke import (
     PyGenerationRequest,
     ServiceError,
 )
-from ananke.backends.local import LocalBackend
+from ananke.engines.llamacpp import LlamaCppEngine
 from ananke.server.app import ServerSettings, create_app
 from tests.servers import ananke_serve, free_port, uvicorn_thread
 from tests.test_compiler import SEED_EMAIL, SEED_GRAMMAR, SEED_SCHEMA
@@ -242,9 +242,19 @@ def test_malformed_json_body(server):
     assert response.status_code == 422 and "not valid JSON" in response.json()["error"]["message"]
 
 
+# A grammar no output completes (no base case): a generation under it runs until max_tokens,
+# whatever the model and however fast the machine decodes — a request that is surely in flight.
+ENDLESS = {"name": "endless", "grammar": "start: /[a-z ]+/ start"}
+
+
 def test_deadline_is_504(server):
     url, _ = server
-    payload = {"prompt": "Write a long story.", "max_tokens": 1000, "temperature": 1.0, "timeout_secs": 1}
+    payload = {
+        "prompt": "Write a long story.",
+        "constraints": [ENDLESS],
+        "max_tokens": 1000,
+        "timeout_secs": 1,
+    }
     started = time.monotonic()
     response = httpx.post(f"{url}/v1/generate", json=payload, headers=_auth(), timeout=30)
     assert response.status_code == 504 and response.json()["error"]["type"] == "timeout"
@@ -296,7 +306,7 @@ def test_metrics_and_openapi(server):
 def test_unhealthy_engine_is_503(tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"not a model")
-    with uvicorn_thread(create_app(LocalBackend(model_path=str(broken)))) as url:
+    with uvicorn_thread(create_app(LlamaCppEngine(model_path=str(broken)))) as url:
         response = httpx.get(f"{url}/health")
         assert response.status_code == 503 and response.json()["status"] == "unavailable"
 
@@ -307,16 +317,16 @@ def test_unhealthy_engine_is_503(tmp_path):
         assert asyncio.run(check()) is False
 
 
-class ExplodingBackend(LocalBackend):
-    """A deliberately broken backend (a fake, named as such): raises a plain bug mid-request."""
+class ExplodingEngine(LlamaCppEngine):
+    """A deliberately broken engine (a fake, named as such): raises a plain bug mid-request."""
 
-    async def stream(self, request, compiled, deltas=True):
+    async def stream(self, request, compiled, deltas=True, schema_in_prompt=True):
         raise ZeroDivisionError("a bug")
         yield  # pragma: no cover
 
 
 def test_unexpected_error_is_500_with_request_id_and_server_keeps_serving(caplog):
-    app = create_app(ExplodingBackend(), ServerSettings())
+    app = create_app(ExplodingEngine(), ServerSettings())
     with uvicorn_thread(app) as url:
         response = httpx.post(f"{url}/v1/generate", json={"prompt": "x"})
         assert response.status_code == 500

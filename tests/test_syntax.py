@@ -7,8 +7,8 @@ import pytest
 
 from ananke import PyConstraintIR, PyGenerationContext, PyGenerationRequest
 from ananke.client import syntax_language
-from ananke.constraints.syntax import CORE_LANGUAGES, check_syntax, has_parser, normalise_language
-from ananke.constraints.validate import NotChecked, validate
+from ananke.constraints.syntax import CORE_LANGUAGES, NotChecked, check_syntax, has_parser, normalise_language
+from ananke.constraints.validate import validate
 from ananke.prompting import language_of
 
 # language: (valid code, code with one error, the error's "line L, column C")

@@ -285,21 +285,21 @@ def serve(
 
     import uvicorn
 
+    from ananke.engines import ENGINES, make_engine
     from ananke.server.app import ServerSettings, create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if engine == "llamacpp":
-        from ananke.backends.local import LocalBackend
-
-        if model is not None and not Path(model).is_file():
-            err.print(f"[red]error:[/red] --model {model!r} is not a GGUF file", highlight=False)
-            raise typer.Exit(2)
-        backend = LocalBackend(model_path=model)
-        err.print("loading model…", highlight=False)
-        backend.engine()
-    elif engine != "vllm":
+    if engine not in ENGINES:
         err.print(
-            f"[red]error:[/red] unknown --engine {engine!r}; available: llamacpp, vllm", highlight=False
+            f"[red]error:[/red] unknown --engine {engine!r}; available: {', '.join(ENGINES)}", highlight=False
+        )
+        raise typer.Exit(2)
+    if engine == "llamacpp" and model is not None and not Path(model).is_file():
+        err.print(f"[red]error:[/red] --model {model!r} is not a GGUF file", highlight=False)
+        raise typer.Exit(2)
+    if engine == "vllm" and model is None:
+        err.print(
+            "[red]error:[/red] --engine vllm needs --model (a Hugging Face id or path)", highlight=False
         )
         raise typer.Exit(2)
     settings = ServerSettings(
@@ -311,20 +311,13 @@ def serve(
         schema_mode=schema_mode.value if schema_mode else "strict",
         closed_objects=not open_objects,
     )
-    if engine == "vllm":
-        from ananke.engines.vllm import VllmSettings, vllm_app
-
-        if model is None:
-            err.print(
-                "[red]error:[/red] --engine vllm needs --model (a Hugging Face id or path)", highlight=False
-            )
-            raise typer.Exit(2)
-        with reported_errors():  # no vllm installed: the install hint, at once
-            vllm_settings = VllmSettings(model, tensor_parallel_size, gpu_memory_utilization, max_model_len)
-            service = vllm_app(vllm_settings, settings)
-        name = model
-    else:
-        service, name = create_app(backend, settings), backend.model_name
+    with reported_errors():  # e.g. vllm not installed: the install hint, at once
+        hosted = make_engine(
+            engine, model, tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+        )  # fmt: skip
+    service, name = create_app(hosted, settings), model or hosted.model_name
+    err.print("loading model…", highlight=False)
     err.print(
         f"serving {name} with {engine} on http://{host}:{port} "
         f"(auth {'on' if settings.api_key else 'off'}; docs at /docs)",

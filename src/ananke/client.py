@@ -11,7 +11,7 @@ from typing import Any
 
 from ananke.attempts import attempts_allowed, retry_request
 from ananke.backends import make_backend
-from ananke.backends.base import Backend, BackendResult
+from ananke.backends.base import Backend
 from ananke.config import (
     DEFAULT_CACHE_SIZE,
     ENV_API_KEY,
@@ -25,6 +25,7 @@ from ananke.config import (
 )
 from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits, validate
 from ananke.constraints.compiler import compile_constraints, constraints_hash
+from ananke.engines.base import GenerationResult
 from ananke.errors import ConfigurationError, GenerationTimeout, InvalidRequestError
 from ananke.prompting import extract_code, language_of
 from ananke.types import (
@@ -169,7 +170,7 @@ class Ananke:
         """
         remote = self._remote() if on_service else None
         if remote is not None:
-            from ananke.server.wire import CompileBody, WireConstraint
+            from ananke.wire import CompileBody, WireConstraint
 
             body = CompileBody(
                 constraints=[WireConstraint.from_ir(c) for c in constraints],
@@ -250,7 +251,7 @@ class Ananke:
                 try:
                     while True:
                         item = await asyncio.wait_for(anext(stream), remaining())
-                        if isinstance(item, BackendResult):
+                        if isinstance(item, GenerationResult):
                             break
                         yield item
                 finally:
@@ -272,7 +273,7 @@ class Ananke:
         request: PyGenerationRequest,
         compiled: CompiledConstraints,
         hit: bool,
-        result: BackendResult,
+        result: GenerationResult,
         attempt: int = 1,
     ) -> PyGenerationResponse:
         language = language_of(request)

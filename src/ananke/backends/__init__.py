@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ananke.backends.base import Backend, BackendResult
+from ananke.backends.base import Backend, GenerationResult
 from ananke.config import PyModalConfig
 
 
@@ -25,4 +25,4 @@ def make_backend(config: PyModalConfig, schema_in_prompt: bool = True) -> Backen
     return OpenAIBackend(config, schema_in_prompt=schema_in_prompt)
 
 
-__all__ = ["Backend", "BackendResult", "make_backend"]
+__all__ = ["Backend", "GenerationResult", "make_backend"]

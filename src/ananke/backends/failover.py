@@ -20,10 +20,11 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from ananke.backends.base import Backend, BackendResult
+from ananke.backends.base import Backend
 from ananke.backends.http import RETRYABLE_STATUS, backoff_delay
 from ananke.config import PyModalConfig
 from ananke.constraints.compiler import CompiledConstraints
+from ananke.engines.base import GenerationResult
 from ananke.errors import AnankeError, BackendError, ConfigurationError, ServiceError
 from ananke.types import PyGenerationRequest
 
@@ -103,7 +104,7 @@ class FailoverBackend:
 
     async def stream(
         self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
-    ) -> AsyncIterator[str | BackendResult]:
+    ) -> AsyncIterator[str | GenerationResult]:
         last: AnankeError | None = None
         for round_ in range(self.config.max_retries + 1):
             if round_:
@@ -113,7 +114,7 @@ class FailoverBackend:
                 try:
                     async with aclosing(member.backend.stream(request, compiled, deltas=deltas)) as items:
                         async for item in items:
-                            if isinstance(item, BackendResult):
+                            if isinstance(item, GenerationResult):
                                 member.down_until = 0.0
                                 yield item
                                 return

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from ananke.backends.base import BackendResult
 from ananke.config import PyModalConfig
 from ananke.constraints.compiler import CompiledConstraints
+from ananke.engines.base import GenerationResult
 from ananke.errors import (
     AnankeError,
     AuthenticationError,
@@ -30,8 +30,8 @@ from ananke.errors import (
     InvalidRequestError,
     ServiceError,
 )
-from ananke.server.wire import GenerateBody, GenerateResult
 from ananke.types import PyGenerationRequest
+from ananke.wire import GenerateBody, GenerateResult
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class HttpBackend:
 
     async def stream(
         self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
-    ) -> AsyncIterator[str | BackendResult]:
+    ) -> AsyncIterator[str | GenerationResult]:
         # the service takes deadlines of 1 s and more; a shorter client timeout still applies here
         deadline = max(1.0, self.config.timeout_secs)
         body = GenerateBody.from_request(request, stream=deltas, timeout_secs=deadline)

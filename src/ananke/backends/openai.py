@@ -3,7 +3,7 @@ OpenAI-compatible routes) through `POST /v1/chat/completions`.
 
 Endpoint: `openai+http(s)://host[:port]/v1`, with `?server=vllm` (default, vLLM >= 0.12),
 `?server=vllm-legacy` (vLLM < 0.12, `guided_*` fields) or `?server=sglang`. The constraint the
-compiler enforces is sent in that server's own structured-output fields (backends/structured.py);
+compiler enforces is sent in that server's own structured-output fields (constraints/servers.py);
 the client validates every output locally, as for every backend. Pooled connections and the retry
 policy (connection failures, 408, 429, 5xx; `Retry-After`) are the HTTP backend's.
 
@@ -21,7 +21,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from ananke.backends.base import BackendResult
 from ananke.backends.http import (
     HEALTH_TIMEOUT_S,
     RETRYABLE_STATUS,
@@ -32,9 +31,10 @@ from ananke.backends.http import (
     _sse_events,
     error_from_response,
 )
-from ananke.backends.structured import FLAVOURS, request_fields, server_constraint
 from ananke.config import PyModalConfig
 from ananke.constraints.compiler import CompiledConstraints
+from ananke.constraints.servers import FLAVOURS, request_fields, server_constraint
+from ananke.engines.base import GenerationResult
 from ananke.errors import BackendError, ConfigurationError, GenerationTimeout, ServiceError
 from ananke.prompting import build_messages
 from ananke.types import DEFAULT_MODEL, PyGenerationRequest
@@ -94,7 +94,7 @@ class OpenAIBackend:
 
     async def stream(
         self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
-    ) -> AsyncIterator[str | BackendResult]:
+    ) -> AsyncIterator[str | GenerationResult]:
         """With `deltas`, Server-Sent Events (retried until the server accepts the request);
         else one JSON completion (retried as a whole)."""
         model = await self._served_model()
@@ -113,7 +113,9 @@ class OpenAIBackend:
             raise ServiceError(f"{where} answered no completion: {str(answer)[:200]}") from None
         yield self._result(text, choice.get("finish_reason"), answer, model, started)
 
-    async def _streamed(self, body: dict, model: str, started: float) -> AsyncIterator[str | BackendResult]:
+    async def _streamed(
+        self, body: dict, model: str, started: float
+    ) -> AsyncIterator[str | GenerationResult]:
         body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         client = self._http._client
 
@@ -161,9 +163,9 @@ class OpenAIBackend:
 
     def _result(
         self, text: str, finish: str | None, answer: dict, model: str, started: float
-    ) -> BackendResult:
+    ) -> GenerationResult:
         usage = answer.get("usage") or {}
-        return BackendResult(
+        return GenerationResult(
             text=text,
             finish_reason=finish or "stop",
             model=answer.get("model") or model,

@@ -65,13 +65,12 @@ def rate(rows: list[dict], label: str) -> float:
 
 
 def run(ctx: BenchContext) -> dict:
-    from ananke.backends.local import render_prompt
     from ananke.constraints import compile_constraints
-    from ananke.engines.llamacpp import shared_engine
+    from ananke.engines.llamacpp import render_prompt, shared_runner
     from ananke.engines.model import default_model_path
 
     n_tasks = 3 if ctx.quick else 20
-    engine = shared_engine(default_model_path())
+    engine = shared_runner(default_model_path())
     prepared = []
     for task in maskbench_tasks(ctx.need("maskbench"), n_tasks, compiling_only=True):
         request = task.request(MAX_TOKENS)

@@ -62,12 +62,12 @@ class AnankePeer:
 
     def __init__(self, threads: int) -> None:
         from ananke import Ananke
-        from ananke.engines.llamacpp import shared_engine
+        from ananke.engines.llamacpp import shared_runner
         from ananke.engines.model import default_model_path
 
         self.loop = asyncio.new_event_loop()
         self.client = Ananke("local")  # fresh compile cache: every schema is compiled in the run
-        self.engine = shared_engine(default_model_path())  # the one the client uses
+        self.engine = shared_runner(default_model_path())  # the one the client uses
 
     def run(
         self, task: SchemaTask, prompt_tokens: list[int], prompt_text: str, limits: tuple[int, float]
@@ -242,13 +242,12 @@ def make_peers(threads: int, model_path: str) -> tuple[list, dict[str, str]]:
 
 
 def run(ctx: BenchContext) -> dict:
-    from ananke.backends.local import render_prompt
-    from ananke.engines.llamacpp import shared_engine
+    from ananke.engines.llamacpp import render_prompt, shared_runner
     from ananke.engines.model import default_model_path
 
     n_tasks, max_tokens, time_cap = QUICK_SIZE if ctx.quick else FULL_SIZE
     model_path = default_model_path()
-    engine = shared_engine(model_path)
+    engine = shared_runner(model_path)
     peers, skipped = make_peers(engine.settings.threads, model_path)
     for name, reason in skipped.items():
         log(f"peers: {name} skipped: {reason}")

@@ -18,15 +18,12 @@ import referencing.exceptions
 import regex
 
 from ananke.constraints.compiler import byte_tokenizer, parse_schema, part_grammar
+from ananke.constraints.syntax import NotChecked, check_syntax, syntax_check_name
 from ananke.errors import ConstraintCompileError
 from ananke.threads import call_with_big_stack
 from ananke.types import PyConstraintIR, PyValidationResult
 
 REGEX_TIMEOUT_S = 2.0
-
-
-class NotChecked(Exception):
-    """The check could not run (not the same as passing or failing)."""
 
 
 def _reject_constant(name: str) -> Any:
@@ -134,8 +131,6 @@ def validate(
     errors: dict[str, str] = {}
     checks = [(c.name, functools.partial(check_constraint, text, c)) for c in constraints]
     if language is not None:
-        from ananke.constraints.syntax import check_syntax, syntax_check_name  # loads tree-sitter
-
         source = text if code is None else code
         checks.append((syntax_check_name(language), functools.partial(check_syntax, source, language)))
     for name, check in checks:

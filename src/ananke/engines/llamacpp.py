@@ -1,6 +1,10 @@
 """CPU engine: llama.cpp decoding with llguidance token masks, many sequences in one context.
 
-One scheduler thread owns the llama.cpp context. Each step it puts every active sequence's
+`LlamaCppEngine` (at the end) is the Engine (engines/base.py) the service hosts and the `local`
+backend calls: it renders the prompt with the GGUF's chat template and runs a job on the
+`LlamaCppRunner`, shared by every engine over the same model file in the process.
+
+The runner: one scheduler thread owns the llama.cpp context. Each step it puts every active sequence's
 pending tokens (a prompt chunk, or the last sampled token plus any fast-forwarded ones) into one
 batch and calls `llama_decode` once. While the forward pass runs (ctypes releases the GIL), a
 helper thread computes the next token masks: a matcher's state after its pending tokens is
@@ -20,13 +24,15 @@ the string or array it loops in.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,10 +40,12 @@ import llguidance as llg
 import numpy as np
 
 from ananke.config import env_int
-from ananke.constraints.compiler import CompileLimits
+from ananke.constraints.compiler import CompiledConstraints, CompileLimits
+from ananke.engines.base import GenerationResult
 from ananke.engines.model import (
     LoadedModel,
     available_cores,
+    default_model_path,
     llama_cpp_module,
     load_model,
     load_tokenizer,
@@ -52,7 +60,9 @@ from ananke.engines.steering import (
     start_need,
 )
 from ananke.errors import BackendError, ConfigurationError, ConstraintCompileError, InvalidRequestError
+from ananke.prompting import build_messages
 from ananke.threads import big_stacks, start_big_stack_thread
+from ananke.types import SAMPLING_FIELDS, PyGenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +138,7 @@ class _Seq:
     )
 
 
-class LlamaCppEngine:
+class LlamaCppRunner:
     """Continuous batching over one llama.cpp context. Thread-safe `submit`."""
 
     def __init__(self, model_path: str, settings: EngineSettings | None = None) -> None:
@@ -527,8 +537,8 @@ class LlamaCppEngine:
         return None
 
 
-_engines: dict[str, LlamaCppEngine] = {}
-_engines_lock = threading.Lock()
+_runners: dict[str, LlamaCppRunner] = {}
+_runners_lock = threading.Lock()
 
 
 def settings_from_env() -> EngineSettings:
@@ -540,12 +550,12 @@ def settings_from_env() -> EngineSettings:
     return EngineSettings(slots=slots, ctx_per_slot=ctx)
 
 
-def shared_engine(model_path: str, settings: EngineSettings | None = None) -> LlamaCppEngine:
-    """One engine per model file and process, shared by every client."""
-    with _engines_lock:
-        if model_path not in _engines:
-            _engines[model_path] = LlamaCppEngine(model_path, settings or settings_from_env())
-        return _engines[model_path]
+def shared_runner(model_path: str, settings: EngineSettings | None = None) -> LlamaCppRunner:
+    """One runner per model file and process, shared by every engine and client over it."""
+    with _runners_lock:
+        if model_path not in _runners:
+            _runners[model_path] = LlamaCppRunner(model_path, settings or settings_from_env())
+        return _runners[model_path]
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -555,3 +565,136 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+# ---------------------------------------------------------------- the Engine
+
+
+def sampling_params(request: PyGenerationRequest) -> SamplingParams:
+    return SamplingParams(
+        temperature=request.temperature, **{name: getattr(request, name) for name in SAMPLING_FIELDS}
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _template(source: str):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+
+
+def render_prompt(
+    runner: LlamaCppRunner, request: PyGenerationRequest, schema_in_prompt: bool = True
+) -> list[int]:
+    """The model's own chat template (from the GGUF) over the request's messages."""
+    model = runner.model
+    messages = build_messages(request, include_schema=schema_in_prompt)
+    if model.chat_template:
+        text = _template(model.chat_template).render(
+            messages=messages, add_generation_prompt=True,
+            bos_token=model.bos_text, eos_token=model.eos_text,
+        )  # fmt: skip
+    else:  # a GGUF without a template: plain text turns
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+    return model.tokenize(text)
+
+
+class LlamaCppEngine:
+    """The llama.cpp Engine: a GGUF file (default: the packaged SmolLM2) on this machine's CPU.
+
+    The model loads at `start` (or on the first generation), once per process and file; blocking
+    work runs on the runner's own threads, so the event loop stays free. Cancelling the awaiting
+    task (a timeout, a disconnected client) stops the decoding and frees the slot.
+    """
+
+    engine_name = "llamacpp"
+
+    def __init__(self, model_path: str | None = None, settings: EngineSettings | None = None) -> None:
+        self._model_path = model_path
+        self._settings = settings
+        self._runner: LlamaCppRunner | None = None
+
+    def runner(self) -> LlamaCppRunner:
+        """The runner, loading the model first if needed (blocking: call it off the event loop)."""
+        if self._runner is None:
+            self._runner = shared_runner(self._model_path or default_model_path(), self._settings)
+        return self._runner
+
+    @property
+    def model_name(self) -> str:
+        if self._runner is not None:
+            return self._runner.model.name
+        return f"local:{self._model_path or 'default (SmolLM2-135M-Instruct Q4_1)'}"
+
+    async def start(self) -> None:
+        if self._runner is None:
+            await asyncio.to_thread(self.runner)
+
+    async def stream(
+        self,
+        request: PyGenerationRequest,
+        compiled: CompiledConstraints,
+        deltas: bool = True,
+        schema_in_prompt: bool = True,
+    ) -> AsyncIterator[str | GenerationResult]:
+        """Text deltas as they are decoded, then the GenerationResult."""
+        await self.start()
+        runner = self.runner()
+        prompt = await asyncio.to_thread(render_prompt, runner, request, schema_in_prompt)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+        started = time.perf_counter()
+
+        def on_done(result: JobResult | None, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, error or result)
+
+        def on_text(delta: str) -> None:
+            loop.call_soon_threadsafe(events.put_nowait, delta)
+
+        job = Job(
+            prompt_tokens=prompt, grammar=compiled.grammar, max_tokens=request.max_tokens,
+            sampling=sampling_params(request), seed=request.seed, on_done=on_done,
+            on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
+            loop_guard=request.loop_guard,
+        )  # fmt: skip
+        await asyncio.to_thread(runner.submit, job)  # may search the shortest output (ms)
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                if isinstance(event, JobResult):
+                    yield GenerationResult(
+                        text=event.text,
+                        finish_reason=event.finish_reason,
+                        model=runner.model.name,
+                        tokens_generated=len(event.tokens),
+                        prompt_tokens=event.prompt_tokens,
+                        generation_time_ms=(time.perf_counter() - started) * 1000,
+                        forced_tokens=event.forced_tokens,
+                        mask_time_us=sum(event.mask_times_us),
+                        budget_closed=event.budget_closed,
+                        closing_tokens=event.closing_tokens,
+                        budget_steered=event.budget_steered,
+                        loop_breaks=event.loop_breaks,
+                        completion_search_us=event.search_us,
+                    )
+                    return
+                yield event
+        finally:
+            job.cancelled.set()  # a no-op when finished; stops decoding when abandoned
+
+    async def health(self) -> bool:
+        try:
+            await self.start()
+        except Exception:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        return None  # the runner is shared by the process; it lives as long as it does
+
+
+def from_options(model: str | None, **_gpu_options: object) -> LlamaCppEngine:
+    """`ananke serve --engine llamacpp [--model PATH.gguf]` (the GPU flags do not apply)."""
+    return LlamaCppEngine(model)

@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from ananke.backends.base import BackendResult
-from ananke.backends.structured import vllm_structured_outputs
 from ananke.constraints.compiler import CompiledConstraints
+from ananke.constraints.servers import vllm_structured_outputs
+from ananke.engines.base import GenerationResult
 from ananke.errors import BackendError, ConfigurationError
 from ananke.prompting import build_messages
 from ananke.types import PyGenerationRequest
@@ -91,7 +91,8 @@ def sampling_args(request: PyGenerationRequest, compiled: CompiledConstraints) -
 
 
 class VllmEngine:
-    """A Backend over vLLM's AsyncLLM. Construct, then `await start()` before serving."""
+    """The vLLM Engine (engines/base.py) over vLLM's AsyncLLM; the service starts it in its own
+    event loop (vLLM's engine binds to it); `/health` answers 503 until the model is loaded."""
 
     engine_name = "vllm"
 
@@ -106,6 +107,8 @@ class VllmEngine:
         return self.settings.model
 
     async def start(self) -> None:
+        if self._engine is not None:
+            return
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -113,14 +116,20 @@ class VllmEngine:
         tokenizer = self._engine.get_tokenizer()
         self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
 
-    def _prompt(self, request: PyGenerationRequest) -> str:
+    def _prompt(self, request: PyGenerationRequest, schema_in_prompt: bool = True) -> str:
         return self._tokenizer.apply_chat_template(
-            build_messages(request), add_generation_prompt=True, tokenize=False
+            build_messages(request, include_schema=schema_in_prompt),
+            add_generation_prompt=True,
+            tokenize=False,
         )
 
     async def stream(
-        self, request: PyGenerationRequest, compiled: CompiledConstraints, deltas: bool = True
-    ) -> AsyncIterator[str | BackendResult]:
+        self,
+        request: PyGenerationRequest,
+        compiled: CompiledConstraints,
+        deltas: bool = True,
+        schema_in_prompt: bool = True,
+    ) -> AsyncIterator[str | GenerationResult]:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
@@ -135,7 +144,9 @@ class VllmEngine:
         text, tokens, prompt_tokens, finish = [], 0, 0, "stop"
         finished = False
         try:
-            async for output in self._engine.generate(self._prompt(request), params, request_id):
+            async for output in self._engine.generate(
+                self._prompt(request, schema_in_prompt), params, request_id
+            ):
                 completion = output.outputs[0]
                 prompt_tokens = len(output.prompt_token_ids or [])
                 tokens += len(completion.token_ids)
@@ -149,7 +160,7 @@ class VllmEngine:
         finally:
             if not finished:  # the consumer left (timeout, disconnect): free the GPU slot
                 await asyncio.shield(self._engine.abort(request_id))
-        yield BackendResult(
+        yield GenerationResult(
             text="".join(text),
             finish_reason=finish,
             model=self.settings.model,
@@ -173,28 +184,9 @@ class VllmEngine:
             self._engine = None
 
 
-def vllm_app(settings: VllmSettings, server_settings: Any = None):
-    """The Ananke service (FastAPI) over a VllmEngine that starts with the app and stops with it.
-
-    The engine is built inside the server's event loop (vLLM's AsyncLLM binds to it); `/health`
-    answers 503 until the model is loaded.
-    """
-    from contextlib import asynccontextmanager
-
-    from ananke.server.app import create_app
-
-    engine = VllmEngine(settings)
-    app = create_app(engine, server_settings)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_):
-        await engine.start()
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await engine.aclose()
-
-    app.router.lifespan_context = lifespan
-    return app
+def from_options(
+    model: str | None, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+) -> VllmEngine:  # fmt: skip
+    """`ananke serve --engine vllm --model ID [--tensor-parallel-size N] …`"""
+    return VllmEngine(VllmSettings(model or "", tensor_parallel_size, gpu_memory_utilization, max_model_len))

@@ -1,4 +1,4 @@
-"""The Ananke inference service: FastAPI over any backend (the llama.cpp engine by default).
+"""The Ananke inference service: FastAPI hosting an Engine (llama.cpp on the CPU, or vLLM).
 
 Routes: POST /v1/generate (JSON or Server-Sent Events), POST /v1/compile, GET/POST /v1/cache,
 GET /health, GET /metrics (Prometheus), /docs (OpenAPI), and the OpenAI-compatible
@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +33,10 @@ from prometheus_client import (
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ananke.attempts import attempts_allowed, retry_request
-from ananke.backends.base import Backend, BackendResult
 from ananke.compat import timeout_at
 from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits, validate
 from ananke.constraints.compiler import compile_constraints, constraints_hash
+from ananke.engines.base import Engine, GenerationResult
 from ananke.errors import (
     AnankeError,
     AuthenticationError,
@@ -44,7 +45,8 @@ from ananke.errors import (
     InvalidRequestError,
 )
 from ananke.server.openai_routes import Pipeline, add_openai_routes
-from ananke.server.wire import (
+from ananke.types import check_schema_mode
+from ananke.wire import (
     CompileBody,
     CompileResult,
     ErrorBody,
@@ -53,7 +55,6 @@ from ananke.server.wire import (
     GenerateResult,
     Health,
 )
-from ananke.types import check_schema_mode
 
 log = logging.getLogger("ananke.server")
 
@@ -214,8 +215,10 @@ class RequireKey:
         await _error_response(401, detail, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
 
 
-def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastAPI:
-    """The service over `engine` (any Backend: the llama.cpp one, vLLM, …)."""
+def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAPI:
+    """The service hosting `engine` (engines/base.py): started with the app (in its event loop,
+    which vLLM's engine binds to) and closed with it. An engine that fails to start leaves the
+    service up and answering 503 on /health, with the reason in the log."""
     settings = settings or ServerSettings()
     check_schema_mode("ServerSettings.schema_mode", settings.schema_mode)
     metrics = Metrics()
@@ -226,7 +229,19 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
     admitted = {"count": 0}  # running + waiting; checked and changed on the event loop only
     engine_name = getattr(engine, "engine_name", type(engine).__name__)
 
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        try:
+            await engine.start()
+        except Exception:
+            log.exception("the %s engine did not start; /health answers 503", engine_name)
+        try:
+            yield
+        finally:
+            await engine.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Ananke inference service",
         version="1",
         description="Constrained generation: JSON Schema, grammar and regex constraints enforced per token.",
@@ -359,7 +374,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
         if admitted["count"] >= settings.max_concurrency + settings.max_queue:
             raise ApiError(429, "overloaded", "the server is at capacity; retry after the Retry-After delay")
 
-    def observe(result: BackendResult, compiled: CompiledConstraints) -> None:
+    def observe(result: GenerationResult, compiled: CompiledConstraints) -> None:
         metrics.tokens.observe(result.tokens_generated)
         if result.tokens_generated and compiled.grammar is not None:
             metrics.mask_time.observe(result.mask_time_us / 1e6 / result.tokens_generated)
@@ -375,7 +390,7 @@ def create_app(engine: Backend, settings: ServerSettings | None = None) -> FastA
             stream = engine.stream(attempt_request, compiled, deltas=body.stream)
             try:
                 async for item in stream:
-                    if isinstance(item, BackendResult):
+                    if isinstance(item, GenerationResult):
                         break
                     yield item
             finally:

@@ -31,8 +31,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.errors import AnankeError
-from ananke.server.wire import ErrorBody, ErrorDetail, GenerateBody, GenerateResult, WireConstraint
 from ananke.types import SAMPLING_FIELDS
+from ananke.wire import ErrorBody, ErrorDetail, GenerateBody, GenerateResult, WireConstraint
 
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default for /v1/completions
 DEFAULT_CHAT_TOKENS = 2048

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ananke.backends.base import BackendResult
 from ananke.constraints.compiler import CompiledConstraints
+from ananke.engines.base import GenerationResult
 from ananke.types import (
     SAMPLING_FIELDS,
     PyConstraintIR,
@@ -136,7 +136,7 @@ class GenerateResult(BaseModel):
     @classmethod
     def from_backend(
         cls,
-        result: BackendResult,
+        result: GenerationResult,
         compiled: CompiledConstraints,
         cache_hit: bool,
         request_id: str,
@@ -169,9 +169,9 @@ class GenerateResult(BaseModel):
             request_id=request_id,
         )
 
-    def to_backend(self) -> BackendResult:
+    def to_backend(self) -> GenerationResult:
         """The client's view of the answer (the service's compile time kept apart)."""
-        return BackendResult(
+        return GenerationResult(
             text=self.text,
             finish_reason=self.finish_reason,
             model=self.model,
