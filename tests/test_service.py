@@ -262,7 +262,7 @@ def test_deadline_is_504(server):
 
 
 async def test_full_queue_is_429_with_retry_after(small_server):
-    payload = {"prompt": "Write a long story.", "max_tokens": 400, "temperature": 1.0, "seed": 1}
+    payload = {"prompt": "Write a long story.", "constraints": [ENDLESS], "max_tokens": 1000, "seed": 1}
     async with (
         httpx.AsyncClient(base_url=small_server, timeout=60) as http,
         http.stream("POST", "/v1/generate", json={**payload, "stream": True}) as first,

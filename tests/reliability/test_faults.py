@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 
 from ananke import (
@@ -32,8 +33,27 @@ def short() -> PyGenerationRequest:
     return PyGenerationRequest("What year is it?", [DIGITS], max_tokens=8, temperature=0.0)
 
 
+# A grammar no output completes: a generation under it runs until max_tokens whatever the model
+# does and however fast the machine decodes, so it is surely still running when the test acts.
+ENDLESS = PyConstraintIR("endless", grammar="start: /[a-z ]+/ start")
+
+
 def long() -> PyGenerationRequest:
-    return PyGenerationRequest("Write a very long story.", max_tokens=400, temperature=1.0)
+    return PyGenerationRequest("Write a very long story.", [ENDLESS], max_tokens=1000, temperature=1.0)
+
+
+async def until_in_flight(url: str) -> None:
+    """Wait (bounded) until the server's metrics show a generation running."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        for _ in range(600):
+            text = (await http.get("/metrics")).text
+            if any(
+                line.startswith("ananke_in_flight ") and float(line.split()[1]) >= 1
+                for line in text.splitlines()
+            ):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("no generation started within 30 s")
 
 
 class RawServer:
@@ -113,7 +133,7 @@ def test_server_killed_mid_request(tmp_path):
         async def run():
             async with Ananke(url, timeout_secs=60, max_retries=1) as client:
                 task = asyncio.create_task(client.generate(long()))
-                await asyncio.sleep(1.5)  # the generation is running
+                await until_in_flight(url)
                 url.process.kill()
                 started = time.monotonic()
                 with pytest.raises(BackendError):

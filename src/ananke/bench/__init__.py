@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
     "compliance": "ananke.bench.compliance",
     "concurrency": "ananke.bench.concurrency",
     "code": "ananke.bench.code",
+    "finish": "ananke.bench.finish",
 }
 
 

@@ -153,13 +153,14 @@ class _Search:
                 out.append(child)
         return out
 
-    @staticmethod
-    def closes(parent: _Node, child: _Node) -> bool:
-        """A closing byte that closes something: the child does not allow all its parent did
-        (`}` inside a string is content: after it the same bytes, or more, are allowed)."""
-        if child.stall or child.path[len(parent.path)] not in CLOSING:
+    def closes(self, parent: _Node, child: _Node) -> bool:
+        """A closing byte that closes something: in a narrow state (`}` after a value), or one
+        after which fewer bytes are allowed (`"` ending a string). In string content, where
+        almost every byte is allowed, `}` is content: the same bytes, or more, stay allowed."""
+        if child.path[len(parent.path)] not in CLOSING:
             return False
-        return not np.isin(parent.allowed_now(), child.allowed_now()).all()
+        allowed = parent.allowed_now()
+        return len(allowed) <= self.limits.wide or not np.isin(allowed, child.allowed_now()).all()
 
     def progress(self, node: _Node) -> list[_Node]:
         """The children, each with its stall count (0 when the allowed set changed)."""
@@ -170,6 +171,7 @@ class _Search:
                 child.state.is_accepting()
                 or child.allowed_now().tobytes() != parent
                 or len(child.path) > len(node.path) + 1  # the grammar forced bytes: moved on
+                or self.closes(node, child)  # `}` closing a map of any keys allows what `,` did
             )
             child.stall = 0 if progress else node.stall + 1
             out.append(child)
@@ -199,7 +201,7 @@ class _Search:
                 children = [c for c in children if c.stall == 0] + stalled
             fresh = [child for child in children if child.stall <= stall]
             # stable: otherwise in the order of _representatives (content bytes first)
-            fresh.sort(key=lambda c: (c.stall > 0, not self.closes(node, c)))
+            fresh.sort(key=lambda c: (c.stall > 0, c.stall > 0 or not self.closes(node, c)))
             stack.append(iter(fresh))
         return None
 

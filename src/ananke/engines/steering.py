@@ -119,7 +119,7 @@ def loop_exit(completion: bytes, in_string: bool) -> bytes:
 # Check every sampled token once the remaining budget is within this many tokens of the shortest
 # completion; before that, search the completion again every REFRESH_EVERY tokens (less often
 # while searches find nothing).
-BUDGET_WINDOW = 16
+BUDGET_WINDOW = 64
 REFRESH_EVERY = 4
 
 
@@ -135,9 +135,10 @@ class Budget:
     """Budget-aware completion for one sequence (scheduler thread only).
 
     It mirrors the sequence's grammar state in a byte-level matcher and keeps a witness: bytes
-    after which the grammar accepts, found by `shortest_completion`. A witness is always
-    checked against the mirror before it is used, so a wrong guess costs a search, never an
-    illegal token.
+    after which the grammar accepts, found by `shortest_completion`. The last witness is tried
+    first after each token (more string content leaves the same ending valid: a check of a few
+    microseconds instead of a search), and every witness is checked against the mirror before it
+    is used, so a wrong guess costs a search, never an illegal token.
     """
 
     grammar: str
@@ -153,10 +154,18 @@ class Budget:
         self.fresh = False  # whether witness/need describe the current state
         self.since_refresh = 0  # tokens since the last search from a current state
         self.refresh_gap = 0  # tokens between searches (doubles while searches find nothing)
+        self._failed: set[tuple[bytes, bytes]] = set()
 
     def _search(self, text_end: bytes) -> bytes | None:
+        """shortest_completion from the mirror's state; a state that looks like one where a
+        search already failed (same allowed bytes, same ending) is not searched again."""
         started = time.perf_counter()
-        found = shortest_completion(self.mirror, text_end[-8:], self.limits)
+        looks = (allowed_bytes(self.mirror).tobytes(), text_end[-4:])
+        found = (
+            None if looks in self._failed else shortest_completion(self.mirror, text_end[-8:], self.limits)
+        )
+        if found is None:
+            self._failed.add(looks)
         self.stats.searches += 1
         self.stats.search_us += (time.perf_counter() - started) * 1e6
         return found
@@ -167,7 +176,8 @@ class Budget:
     def refresh(self) -> int | None:
         """The witness for the current state (searched unless already known); its token count."""
         if not self.fresh:
-            self.witness = self._search(self.text_end)
+            if self.witness is None or not self._completes(self.witness):
+                self.witness = self._search(self.text_end)
             self.need, self.fresh, self.since_refresh = self._tokens(self.witness), True, 0
             self.refresh_gap = REFRESH_EVERY if self.need is not None else min(2 * self.refresh_gap + 1, 64)
         return self.need
@@ -181,10 +191,20 @@ class Budget:
         try:
             if taken != len(piece):
                 return None, None
-            found = self._search(self.text_end + piece)
+            if self.witness is not None and self._completes(self.witness):
+                found = self.witness  # e.g. more string content: the same ending still works
+            else:
+                found = self._search(self.text_end + piece)
             return self._tokens(found), found
         finally:
             self.mirror.rollback(taken)
+
+    def _completes(self, witness: bytes) -> bool:
+        """Whether `witness` takes the mirror's current state to an accepted end (checked, undone)."""
+        taken = self.mirror.try_consume_tokens(list(witness))
+        accepted = taken == len(witness) and self.mirror.is_accepting()
+        self.mirror.rollback(taken)
+        return accepted
 
     def advance(self, piece: bytes, witness: bytes | None = None) -> None:
         """The sequence took `piece`; `witness`, when given, is known to complete from there."""
