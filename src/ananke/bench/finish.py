@@ -11,6 +11,9 @@ Three workloads through the public API (`Ananke("local")`, the embedded model):
   (same prompts, max_tokens 32, temperature 0), so steering to a complete output can be seen not
   to cost accuracy.
 
+Also, without generating: the prompt tokens of the peers suite's schemas (and the medium ones)
+with the schema shown as the TypeScript-like outline against the raw JSON Schema text shown before.
+
 For each output: satisfied (the independent validator), finish_reason, whether the budget closed
 it, loop breaks, and "incomplete although a completion fitted": cut at the cap while the
 shortest output found for its grammar fits in max_tokens (what budget-aware completion exists
@@ -153,6 +156,36 @@ async def _qa(client, questions, advance) -> list[dict]:
     return rows
 
 
+def prompt_tokens(engine, tasks) -> dict:
+    """Prompt tokens per task with the outline (what is sent) and with the raw schema text (what
+    was sent before): the same prompt with the one schema sentence swapped."""
+    from ananke.engines.llamacpp import render_prompt
+    from ananke.prompting import MAX_SCHEMA_CHARS_IN_PROMPT, json_shape
+
+    def sentence_tokens(text: str) -> int:
+        return len(engine.model.tokenize(text, parse_special=False))
+
+    outline, raw = [], []
+    for task in tasks:
+        sent = len(render_prompt(engine, task.request(64)))
+        shape = json_shape(task.schema)[:MAX_SCHEMA_CHARS_IN_PROMPT]
+        schema = task.schema[:MAX_SCHEMA_CHARS_IN_PROMPT]
+        outline.append(sent)
+        raw.append(
+            sent
+            - sentence_tokens(f"The output is JSON of this shape (TypeScript, ? = optional): {shape}")
+            + sentence_tokens(f"The output must be JSON matching this JSON Schema: {schema}")
+        )
+    return {
+        "tasks": len(tasks),
+        "outline_p50": pct(outline, 50),
+        "raw_schema_p50": pct(raw, 50),
+        "outline_total": sum(outline),
+        "raw_schema_total": sum(raw),
+        "ratio_total": round(sum(outline) / max(1, sum(raw)), 3),
+    }
+
+
 def _summarise(rows: list[dict]) -> dict:
     ran = [r for r in rows if r["finish_reason"] != "refused"]
     return {
@@ -193,6 +226,11 @@ def run(ctx: BenchContext) -> dict:
             )
 
     email, medium, qa = asyncio.run(all_workloads())
+    from ananke.bench.peers import FULL_SIZE, QUICK_SIZE
+    from ananke.bench.tasks import maskbench_tasks
+
+    engine = client._backend.engine.runner()
+    peer_tasks = maskbench_tasks(ctx.need("maskbench"), (QUICK_SIZE if ctx.quick else FULL_SIZE)[0])
     summary = {
         "email": _summarise(email),
         **{f"medium_{b}": _summarise([r for r in medium if r["max_tokens"] == b]) for b in budgets},
@@ -202,6 +240,10 @@ def run(ctx: BenchContext) -> dict:
             "constrained_correct": sum(r["constrained_correct"] for r in qa),
             "constrained_valid": sum(r["constrained_valid"] for r in qa),
         },
+        "cut_though_a_completion_fitted": sum(
+            r["incomplete_though_it_fitted"] for r in email + medium if r["finish_reason"] != "refused"
+        ),
+        "prompt_tokens": {"peers": prompt_tokens(engine, peer_tasks), "medium": prompt_tokens(engine, tasks)},
     }
     settings = {"email_seeds": seeds, "medium_schemas": len(tasks), "budgets": list(budgets),
                 "relaxed": sorted({r["task"] for r in medium if r["mode"] == "relaxed"}),
@@ -221,14 +263,16 @@ def write_markdown(ctx: BenchContext, report: dict) -> None:
         share = m["satisfied"] / max(1, m["outputs"])
         rows.append([f"Github_medium, temperature 0, max_tokens {budget}", f"{m['satisfied']}/{m['outputs']}",
                      f">= {target:.0%}", target_note(share, target)])  # fmt: skip
-    fitted = sum(s[k]["incomplete_though_it_fitted"] for k in s if k.startswith(("medium_", "email")))
+    fitted = s["cut_though_a_completion_fitted"]
     rows.append(["outputs cut although a completion fitted", fitted, "0", "met" if fitted == 0 else "missed"])
     detail = [
         [name, m["outputs"], m["satisfied"], m["refused_at_compile"], m["length_cut"], m["budget_closed"],
          m["loop_breaks"], m["search_us_per_token"], m["mask_us_per_token"], m["prompt_tokens_p50"]]
-        for name, m in s.items() if name != "qa"
+        for name, m in s.items() if name.startswith(("email", "medium"))
     ]  # fmt: skip
     qa = s["qa"]
+    prompts = [[name, p["tasks"], p["raw_schema_p50"], p["outline_p50"], p["ratio_total"]]
+               for name, p in s["prompt_tokens"].items()]  # fmt: skip
     text = header(ctx, report, "constrained outputs that finish complete and valid")
     text += f"""
 Through `Ananke("local")` (the embedded SmolLM2-135M). Github_medium: {settings["medium_schemas"]}
@@ -242,5 +286,9 @@ refuses with the relaxed hint ({", ".join(settings["relaxed"]) or "none"}), refu
 Quality with and without the constraint ({qa["questions"]} short questions, same prompts, max_tokens 32,
 temperature 0): correct answers plain {qa["plain_correct"]}/{qa["questions"]}, with a JSON answer schema
 {qa["constrained_correct"]}/{qa["questions"]} (valid JSON: {qa["constrained_valid"]}/{qa["questions"]}).
-"""  # fmt: skip
+
+Prompt tokens with the schema shown as a TypeScript-like outline against the raw JSON Schema text
+(the same prompt with that one sentence swapped; schemas of the peers suite and of the medium workload):
+
+{table(["schemas", "tasks", "raw schema p50", "outline p50", "total outline ÷ raw"], prompts)}"""  # fmt: skip
     update_results_md(ctx, "finish", text)
