@@ -151,6 +151,7 @@ async def _qa(client, questions, advance) -> list[dict]:
             "plain": plain.text[:200], "plain_correct": answer in plain.text.lower(),
             "constrained": shaped.text[:200], "constrained_valid": shaped.validation.all_satisfied,
             "constrained_correct": answer in str(shaped_answer).lower(),
+            "constrained_budget_closed": shaped.metadata.budget_closed,
         })  # fmt: skip
         advance()
     return rows
@@ -239,6 +240,7 @@ def run(ctx: BenchContext) -> dict:
             "plain_correct": sum(r["plain_correct"] for r in qa),
             "constrained_correct": sum(r["constrained_correct"] for r in qa),
             "constrained_valid": sum(r["constrained_valid"] for r in qa),
+            "constrained_budget_closed": sum(r["constrained_budget_closed"] for r in qa),
         },
         "cut_though_a_completion_fitted": sum(
             r["incomplete_though_it_fitted"] for r in email + medium if r["finish_reason"] != "refused"
@@ -285,7 +287,9 @@ refuses with the relaxed hint ({", ".join(settings["relaxed"]) or "none"}), refu
         "search µs/token", "mask µs/token", "prompt tokens p50"], detail)}
 Quality with and without the constraint ({qa["questions"]} short questions, same prompts, max_tokens 32,
 temperature 0): correct answers plain {qa["plain_correct"]}/{qa["questions"]}, with a JSON answer schema
-{qa["constrained_correct"]}/{qa["questions"]} (valid JSON: {qa["constrained_valid"]}/{qa["questions"]}).
+{qa["constrained_correct"]}/{qa["questions"]} (valid JSON: {qa["constrained_valid"]}/{qa["questions"]};
+closed by the budget: {qa["constrained_budget_closed"]}; the answers that were not closed by the budget
+show what answering in JSON, not the closing, costs).
 
 Prompt tokens with the schema shown as a TypeScript-like outline against the raw JSON Schema text
 (the same prompt with that one sentence swapped; schemas of the peers suite and of the medium workload):
