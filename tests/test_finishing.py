@@ -90,6 +90,22 @@ def test_close_objects_only_narrows():
     assert close_objects({"type": "object"}) == []  # no properties: a free-form object stays free
 
 
+def test_branches_beside_the_parents_keys_stay_open():
+    """A closed branch would forbid the key its parent requires: nothing could be generated."""
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"],
+        "anyOf": [{"properties": {"b": {"type": "string"}}}, {"properties": {"c": {"type": "string"}}}],
+    }
+    assert close_objects(schema) == []
+    compiled = compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))])
+    matcher = _matcher(compiled.grammar)
+    assert matcher.consume_tokens(list(b'{"a":"x","b":"y"}')) and matcher.is_accepting()
+    alone = {"anyOf": [{"properties": {"b": {}}}, {"properties": {"c": {}}}]}  # nothing beside: closed
+    assert close_objects(alone) == ["/anyOf/0", "/anyOf/1"]
+
+
 def test_closed_objects_never_take_undeclared_keys_and_opting_out_restores_them():
     constraint = [PyConstraintIR("person", json_schema=json.dumps(PERSON))]
     closed = compile_constraints(constraint)

@@ -210,6 +210,18 @@ _COMPOSES = frozenset(
 # What an object may say about undeclared keys: honoured as written.
 _SAYS_EXTRA = frozenset({"additionalProperties", "patternProperties", "unevaluatedProperties"})
 _ANNOTATIONS = frozenset({"$ref", "title", "description", "default", "examples", "$comment", "deprecated"})
+# Subschemas that apply to the same instance as their parent (in place), and what a parent may
+# say about that instance's keys besides them.
+_IN_PLACE = frozenset({"anyOf", "oneOf", "allOf", "then", "else", "dependentSchemas", "not", "if"})
+_KEYS_BESIDE = _SAYS_EXTRA | _COMPOSES | {"properties", "required", "dependentRequired"}
+
+
+def _closable_under(node: dict, key: str) -> bool:
+    """Whether closing a subschema under `node[key]` only narrows what can be generated: not
+    under a keyword that flips (an instance two `oneOf` branches took becomes valid), and not
+    in place beside other keys of the same instance (`{"properties": {"a": …}, "anyOf":
+    [{"properties": {"b": …}}]}`: a closed branch would forbid `a`)."""
+    return key not in _FLIPS and not (key in _IN_PLACE and (_KEYS_BESIDE - {key}) & node.keys())
 
 
 def _closable(node: dict) -> bool:
@@ -248,9 +260,10 @@ def close_objects(schema: Any) -> list[str]:
 
     Only where it narrows the whole schema: every instance valid after this is valid before
     (a keyword added to an object is one more assertion), and never under `not`, `if`, `oneOf`,
-    `allOf`, nor on an object that composes other schemas or is reached by a `$ref` from such a
-    place. A definition is closed only when every `$ref` to it is a plain reference (no sibling
-    keywords) from a place where closing is allowed.
+    `allOf`, nor in place beside other keys of the same instance (see _closable_under), nor on an
+    object that composes other schemas or is reached by a `$ref` from such a place. A definition
+    is closed only when every `$ref` to it is a plain reference (no sibling keywords) from a place
+    where closing is allowed.
     """
     if not isinstance(schema, dict):
         return []
@@ -262,7 +275,7 @@ def close_objects(schema: Any) -> list[str]:
         if isinstance(ref, str) and ref.startswith("#/") and (not closable or node.keys() - _ANNOTATIONS):
             found.add(ref[1:])
         for key, child_pointer, child in _children(node, pointer):
-            uses(child, child_pointer, closable and key not in _FLIPS, found)
+            uses(child, child_pointer, closable and _closable_under(node, key), found)
 
     for _ in range(16):  # until no new definition is found open (they only ever grow)
         found: set[str] = set()
@@ -278,7 +291,7 @@ def close_objects(schema: Any) -> list[str]:
             node["additionalProperties"] = False
             closed.append(pointer or "/")
         for key, child_pointer, child in _children(node, pointer):
-            apply(child, child_pointer, closable and key not in _FLIPS)
+            apply(child, child_pointer, closable and _closable_under(node, key))
 
     apply(schema, "", True)
     return closed
