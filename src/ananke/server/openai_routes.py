@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ananke.constraints import tools as tooling
 from ananke.errors import AnankeError
 from ananke.types import SAMPLING_FIELDS
 from ananke.wire import ErrorBody, ErrorDetail, GenerateBody, GenerateResult, WireConstraint
@@ -72,6 +73,12 @@ class _OpenAIBody(BaseModel):
     stream: bool = False
     stream_options: dict | None = None  # the last chunk always carries `usage`
     user: str | None = None
+    # accepted and ignored (they do not change the output): see docs/clients.md
+    metadata: dict | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    logprobs: bool | None = None  # only false/absent: true is a 400 naming it
+    top_logprobs: int | None = None
     structured_outputs: StructuredOutputs | None = None
     response_format: dict | None = None
     guided_json: dict | bool | str | None = None
@@ -91,14 +98,27 @@ class CompletionBody(_OpenAIBody):
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict] | None = None  # a string, or OpenAI content parts ({type: text, text})
     name: str | None = None
+    tool_calls: list[dict] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a tool result's call
+    refusal: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.get("text", "") for p in self.content if isinstance(p, dict))
+        return self.content or ""
 
 
 class ChatBody(_OpenAIBody):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None  # none | auto | required | {type: function, function: {name}}
+    parallel_tool_calls: bool | None = None  # true: the model may write several calls (an array)
+    functions: list[dict] | None = None  # the legacy spellings of tools / tool_choice
+    function_call: str | dict | None = None
 
 
 class OpenAIRequestError(AnankeError):
@@ -183,15 +203,86 @@ def _response_format(fmt: dict) -> list[tuple[str, str, Any]]:
     )
 
 
-def chat_prompt(messages: list[ChatMessage]) -> str:
-    if len(messages) == 1 and messages[0].role == "user":
-        return messages[0].content
-    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+def chat_prompt(messages: list[ChatMessage], preamble: str = "") -> str:
+    if len(messages) == 1 and messages[0].role == "user" and not preamble:
+        return messages[0].text()
+    turns = [
+        tooling.render_message(m) if m.role in ("tool", "assistant") else f"{m.role}: {m.text()}"
+        for m in messages
+    ]
+    return "\n\n".join(([preamble] if preamble else []) + turns)
+
+
+@dataclass(frozen=True)
+class ToolPlan:
+    """What a chat body's tools ask for: the constraint, the prompt preamble, and whether the
+    output is (required/named) or may be (auto) a call."""
+
+    constraint: WireConstraint | None
+    preamble: str
+    mode: str  # "none" | "auto" | "call"
+
+
+def tool_plan(body: ChatBody) -> ToolPlan:
+    tools = (
+        body.tools
+        if body.tools is not None
+        else [{"type": "function", "function": f} for f in body.functions or []]
+    )
+    choice = body.tool_choice if body.tool_choice is not None else body.function_call
+    if isinstance(choice, dict) and "name" in choice and "function" not in choice:  # legacy function_call
+        choice = {"type": "function", "function": {"name": choice["name"]}}
+    if not tools:
+        if choice not in (None, "none"):
+            raise OpenAIRequestError("tool_choice needs tools", param="tool_choice")
+        return ToolPlan(None, "", "none")
+    try:
+        functions = [tooling.function_of(t) for t in tools]
+    except ValueError as exc:
+        raise OpenAIRequestError(str(exc), param="tools") from None
+    names = [f["name"] for f in functions]
+    if len(set(names)) != len(names):
+        raise OpenAIRequestError("tool names must be unique", param="tools")
+    choice = "auto" if choice is None else choice
+    if choice == "none":
+        return ToolPlan(None, "", "none")
+    parallel = bool(body.parallel_tool_calls)
+    name = None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
+        if not isinstance(name, str):
+            raise OpenAIRequestError(
+                "tool_choice must be 'none', 'auto', 'required' or "
+                "{'type': 'function', 'function': {'name': ...}}",
+                param="tool_choice",
+            )
+        if name not in names:
+            raise OpenAIRequestError(
+                f"tool_choice names {name!r}, not among the declared tools", "tool_choice"
+            )
+        functions = [f for f in functions if f["name"] == name]
+    elif choice not in ("auto", "required"):
+        raise OpenAIRequestError(
+            f"tool_choice must be 'none', 'auto', 'required' or a named function, got {choice!r}",
+            "tool_choice",
+        )
+    preamble = tooling.tools_prompt(functions, parallel)
+    if choice == "auto":
+        grammar = tooling.auto_grammar(functions, parallel)
+        return ToolPlan(WireConstraint(name="tool_choice.auto", grammar=grammar), preamble, "auto")
+    schema = tooling.call_schema(functions, parallel)
+    return ToolPlan(
+        WireConstraint(name=f"tool_choice.{name or choice}", json_schema=json.dumps(schema)), preamble, "call"
+    )
 
 
 def _check_unsupported(body: _OpenAIBody) -> None:
     if body.stop:  # the engine stops at the grammar's end or the model's end token only
         raise OpenAIRequestError("stop sequences are not supported by this server", param="stop")
+    if body.logprobs or body.top_logprobs:
+        raise OpenAIRequestError(
+            "logprobs are not supported by this server (the engine does not report them)", param="logprobs"
+        )
 
 
 def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
@@ -218,10 +309,26 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
             )
         return name
 
-    async def run(body: _OpenAIBody, prompt: str, max_tokens: int | None, request: Request, chat: bool):
+    async def run(
+        body: _OpenAIBody,
+        prompt: str,
+        max_tokens: int | None,
+        request: Request,
+        chat: bool,
+        plan: ToolPlan | None = None,
+    ):
         model = served_model(body)
         _check_unsupported(body)
         constraint = constraint_of(body)
+        tool_mode = "none"
+        if plan is not None and plan.constraint is not None:
+            if constraint is not None:
+                raise OpenAIRequestError(
+                    f"tool_choice {plan.mode!r} and {constraint.name} both constrain the output; give one "
+                    "(or tool_choice 'none')",
+                    param="tool_choice",
+                )
+            constraint, tool_mode = plan.constraint, plan.mode
         default_tokens = DEFAULT_CHAT_TOKENS if chat else DEFAULT_COMPLETION_TOKENS
         generate_body = GenerateBody(
             prompt=prompt,
@@ -245,7 +352,9 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
         work = pipeline.events(generate_body, compiled, hit, deadline, request_id)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{request_id}"
         if body.stream:
-            return StreamingResponse(_sse(work, ident, model, chat), media_type="text/event-stream")
+            return StreamingResponse(
+                _sse(work, ident, model, chat, tool_mode), media_type="text/event-stream"
+            )
 
         async def collect() -> GenerateResult:
             async for item in work:
@@ -254,7 +363,7 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
             raise AnankeError("the engine ended without a result")
 
         result = await pipeline.until_disconnect(request, collect())
-        return JSONResponse(_completion(result, ident, model, chat))
+        return JSONResponse(_completion(result, ident, model, chat, tool_mode))
 
     @app.get("/v1/models")
     async def models():
@@ -277,7 +386,9 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
         if body.max_tokens and body.max_completion_tokens:
             raise OpenAIRequestError("give max_tokens or max_completion_tokens, not both", "max_tokens")
         max_tokens = body.max_completion_tokens or body.max_tokens
-        return await run(body, chat_prompt(body.messages), max_tokens, request, chat=True)
+        plan = tool_plan(body)
+        prompt = chat_prompt(body.messages, plan.preamble)
+        return await run(body, prompt, max_tokens, request, chat=True, plan=plan)
 
 
 def _usage(result: GenerateResult) -> dict[str, int]:
@@ -307,12 +418,23 @@ def _ananke(result: GenerateResult) -> dict[str, Any]:
     }
 
 
-def _completion(result: GenerateResult, ident: str, model: str, chat: bool) -> dict[str, Any]:
+def _tool_calls(result: GenerateResult, tool_mode: str) -> list[dict] | None:
+    """The OpenAI tool calls of a result decoded under a tool constraint (None: a text answer)."""
+    if tool_mode == "none" or result.finish_reason != "stop":
+        return None
+    return tooling.parse_calls(result.text)
+
+
+def _completion(result: GenerateResult, ident: str, model: str, chat: bool, tool_mode: str = "none") -> dict:
     if chat:
+        calls = _tool_calls(result, tool_mode)
+        message = {"role": "assistant", "content": result.text}
+        if calls:
+            message = {"role": "assistant", "content": None, "tool_calls": calls}
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": result.text},
-            "finish_reason": result.finish_reason,
+            "message": message,
+            "finish_reason": "tool_calls" if calls else result.finish_reason,
             "logprobs": None,
         }
     else:
@@ -329,9 +451,12 @@ def _completion(result: GenerateResult, ident: str, model: str, chat: bool) -> d
 
 
 async def _sse(
-    work: AsyncIterator[str | GenerateResult], ident: str, model: str, chat: bool
+    work: AsyncIterator[str | GenerateResult], ident: str, model: str, chat: bool, tool_mode: str = "none"
 ) -> AsyncIterator[str]:
-    """OpenAI chunks (`data: {…}`), a last chunk with finish_reason and usage, then `data: [DONE]`."""
+    """OpenAI chunks (`data: {…}`), a last chunk with finish_reason and usage, then `data: [DONE]`.
+
+    Under a tool constraint the text is held back until the output is complete: a call is sent as
+    `delta.tool_calls` (one delta per call, whole arguments), a text answer (auto) as content."""
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 
@@ -349,9 +474,24 @@ async def _sse(
     try:
         if chat:
             yield chunk("", None)
+        held: list[str] = []
         async for item in work:
             if isinstance(item, GenerateResult):
-                yield chunk(None, item.finish_reason, {"usage": _usage(item), "ananke": _ananke(item)})
+                finish = item.finish_reason
+                if tool_mode != "none":
+                    calls = _tool_calls(item, tool_mode)
+                    if calls:
+                        finish = "tool_calls"
+                        for index, call in enumerate(calls):
+                            delta = {"tool_calls": [{"index": index, **call}]}
+                            choice = {"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}
+                            body = {"id": ident, "object": kind, "created": created, "model": model}
+                            yield f"data: {json.dumps({**body, 'choices': [choice]})}\n\n"
+                    elif held:
+                        yield chunk("".join(held), None)
+                yield chunk(None, finish, {"usage": _usage(item), "ananke": _ananke(item)})
+            elif tool_mode != "none":
+                held.append(item)
             else:
                 yield chunk(item, None)
     except AnankeError as exc:  # the headers are sent: report in the stream, as OpenAI servers do
