@@ -2,6 +2,7 @@
 
 from ananke.client import Ananke
 from ananke.config import PyModalConfig
+from ananke.constraints.tools import parse_calls, tool_constraint
 from ananke.errors import (
     AnankeError,
     AuthenticationError,
@@ -43,4 +44,6 @@ __all__ = [
     "PyValidationResult",
     "ServiceError",
     "__version__",
+    "parse_calls",
+    "tool_constraint",
 ]

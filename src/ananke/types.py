@@ -7,6 +7,7 @@ Each object has `to_dict()` / `from_dict()`; the dicts are the JSON bodies of th
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -94,6 +95,21 @@ class PyConstraintIR:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PyConstraintIR:
         return cls(**_known_keys(cls, data))
+
+    @classmethod
+    def from_model(cls, model: Any, name: str | None = None) -> PyConstraintIR:
+        """The JSON-schema constraint of a Pydantic model, TypedDict, dataclass or any type
+        Pydantic's `TypeAdapter` handles (its validation-mode JSON schema). `name` defaults to the
+        type's name. Read the answer back with `PyGenerationResponse.parsed(model)`."""
+        from pydantic import PydanticUserError, TypeAdapter
+
+        try:
+            schema = TypeAdapter(model).json_schema()
+        except (PydanticUserError, TypeError) as exc:
+            raise InvalidRequestError(
+                f"PyConstraintIR.from_model: no JSON schema for {model!r}: {exc}"
+            ) from None
+        return cls(name or getattr(model, "__name__", None) or "model", json_schema=json.dumps(schema))
 
 
 @dataclass
@@ -318,6 +334,13 @@ class PyGenerationResponse:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def parsed(self, model: Any) -> Any:
+        """`code` validated as an instance of `model` (a Pydantic model, TypedDict, dataclass or
+        any type Pydantic's `TypeAdapter` handles); pydantic.ValidationError if it does not fit."""
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(model).validate_json(self.code)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PyGenerationResponse:
