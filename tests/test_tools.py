@@ -132,6 +132,8 @@ def test_streamed_call_arrives_as_tool_call_deltas(client):
         ({"tool_choice": "sometimes"}, "tool_choice"),
         ({"tool_choice": "required", "response_format": {"type": "json_object"}}, "both constrain"),
         ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "n > 1"),
+        ({"stop": ["x"]}, "stop"),
     ],
 )
 def test_bad_tool_fields_are_400s_naming_them(client, extra, words):

@@ -67,7 +67,7 @@ class _OpenAIBody(BaseModel):
     top_k: int = 0  # vLLM's extras, 0 / 1 = off
     min_p: float = 0.0
     repetition_penalty: float = 1.0
-    n: int = Field(1, ge=1, le=1)  # one choice per request
+    n: int = Field(1, ge=1)  # one choice per request: n > 1 is a 400 naming it
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
@@ -279,6 +279,8 @@ def tool_plan(body: ChatBody) -> ToolPlan:
 def _check_unsupported(body: _OpenAIBody) -> None:
     if body.stop:  # the engine stops at the grammar's end or the model's end token only
         raise OpenAIRequestError("stop sequences are not supported by this server", param="stop")
+    if body.n > 1:
+        raise OpenAIRequestError("n > 1 is not supported by this server (one choice per request)", param="n")
     if body.logprobs or body.top_logprobs:
         raise OpenAIRequestError(
             "logprobs are not supported by this server (the engine does not report them)", param="logprobs"
