@@ -21,6 +21,7 @@ SUITES: dict[str, str] = {
     "concurrency": "ananke.bench.concurrency",
     "code": "ananke.bench.code",
     "finish": "ananke.bench.finish",
+    "tools": "ananke.bench.tools",
 }
 
 
