@@ -49,3 +49,16 @@ def test_cli_rejects_an_unknown_suite(tmp_path):
     assert result.returncode == 2
     assert "unknown suite 'nosuch'" in result.stderr and "decode" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_isolated_peer_counts_crashes_and_goes_on():
+    from ananke.bench.isolate import Isolated
+
+    with Isolated("tests.isolate_workers:worker", memory_bytes=4 << 30, item_timeout_s=2) as peer:
+        results = peer.map(["a", "abort", "b", "hog", "c", "hang", "d"])
+    assert results[0] == {"echo": "a"} and results[2] == {"echo": "b"}
+    assert results[1]["error"].startswith("crash: the process died")
+    assert results[3]["error"] == "crash: MemoryError (address-space limit)"
+    assert results[5]["error"].startswith("crash: over the 2 s limit")
+    assert results[4] == {"echo": "c"} and results[6] == {"echo": "d"}
+    assert peer.crashes == 2  # the MemoryError was caught in the child, which lives on

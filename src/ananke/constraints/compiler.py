@@ -111,12 +111,29 @@ def constraints_hash(
     Independent of process, machine, Python hash seed and llguidance version. Relaxed mode adds
     its name, open objects (closed_objects=False) the word "open-objects".
     """
-    mode = ([] if schema_mode == "strict" else [schema_mode]) + ([] if closed_objects else ["open-objects"])
-    payload = [COMPILER_VERSION, *mode] + [
-        [c.name, c.json_schema, c.grammar, list(c.regex_patterns)] for c in constraints
-    ]
-    data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(data.encode()).hexdigest()
+    digest = hashlib.sha256(COMPILER_VERSION.encode())
+    if schema_mode != "strict":
+        _hash_field(digest, "mode", schema_mode)
+    if not closed_objects:
+        _hash_field(digest, "mode", "open-objects")
+    for c in constraints:  # each field length-prefixed: no two lists hash the same bytes
+        _hash_field(digest, "constraint", c.name)
+        _hash_field(digest, "json_schema", c.json_schema)
+        _hash_field(digest, "grammar", c.grammar)
+        for pattern in c.regex_patterns:
+            _hash_field(digest, "regex", pattern)
+    return digest.hexdigest()
+
+
+def _hash_field(digest: Any, label: str, text: str | None) -> None:
+    """Feed one field as `label len:` and its UTF-8 bytes (`label -` for None): the text is
+    hashed as given, never re-serialised (a JSON dump of a large schema cost more than the hash)."""
+    if text is None:
+        digest.update(f"|{label} -".encode())
+        return
+    data = text.encode("utf-8", "surrogatepass")
+    digest.update(f"|{label} {len(data)}:".encode())
+    digest.update(data)
 
 
 class _ByteTokens:
