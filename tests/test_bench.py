@@ -36,9 +36,13 @@ def test_quick_suite_writes_results(suite, shared_data, tmp_path):
         assert (tmp_path / "results" / f"{suite}-quick.png").stat().st_size > 1000
     if suite == "compliance":
         assert report["summary"]["maskbench"]["invalid_accepted"] == 0
-    if suite == "peers":  # each peer either ran every task or was skipped with its reason
-        for tool in ("llama_cpp_grammar", "outlines"):
-            assert (tool in report["summary"]) != (tool in report["settings"]["skipped"])
+    if suite == "peers":  # each peer either ran every task of both workloads or was skipped with its reason
+        assert set(report["summary"]) == {"Github_easy", "Github_medium"}
+        for by_tool in report["summary"].values():
+            for tool in ("llama_cpp_grammar", "outlines", "xgrammar"):
+                assert (tool in by_tool) != (tool in report["settings"]["skipped"])
+                if tool in by_tool:
+                    assert by_tool[tool]["tasks"] == report["settings"]["workloads"]["Github_easy"]
 
 
 def test_cli_rejects_an_unknown_suite(tmp_path):

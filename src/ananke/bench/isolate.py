@@ -62,7 +62,8 @@ class Isolated:
         self._process = None
         self._conn = None
 
-    def _start(self) -> bool:
+    def start(self) -> bool:
+        """Start the child (also done by the first item); False with `start_error` set if it fails."""
         context = multiprocessing.get_context("spawn")  # no inherited threads, model or locks
         parent, child = context.Pipe()
         self._process = context.Process(
@@ -92,7 +93,7 @@ class Isolated:
         self._process = self._conn = None
 
     def __call__(self, item: Any) -> dict:
-        if self._process is None and not self._start():
+        if self._process is None and not self.start():
             return {"error": f"not started: {self.start_error}"}
         try:
             self._conn.send(item)
