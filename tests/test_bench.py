@@ -36,9 +36,13 @@ def test_quick_suite_writes_results(suite, shared_data, tmp_path):
         assert (tmp_path / "results" / f"{suite}-quick.png").stat().st_size > 1000
     if suite == "compliance":
         assert report["summary"]["maskbench"]["invalid_accepted"] == 0
-    if suite == "peers":  # each peer either ran every task or was skipped with its reason
-        for tool in ("llama_cpp_grammar", "outlines"):
-            assert (tool in report["summary"]) != (tool in report["settings"]["skipped"])
+    if suite == "peers":  # each peer either ran every task of both workloads or was skipped with its reason
+        assert set(report["summary"]) == {"Github_easy", "Github_medium"}
+        for by_tool in report["summary"].values():
+            for tool in ("llama_cpp_grammar", "outlines", "xgrammar"):
+                assert (tool in by_tool) != (tool in report["settings"]["skipped"])
+                if tool in by_tool:
+                    assert by_tool[tool]["tasks"] == report["settings"]["workloads"]["Github_easy"]
 
 
 def test_cli_rejects_an_unknown_suite(tmp_path):
@@ -49,3 +53,16 @@ def test_cli_rejects_an_unknown_suite(tmp_path):
     assert result.returncode == 2
     assert "unknown suite 'nosuch'" in result.stderr and "decode" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_isolated_peer_counts_crashes_and_goes_on():
+    from ananke.bench.isolate import Isolated
+
+    with Isolated("tests.isolate_workers:worker", memory_bytes=4 << 30, item_timeout_s=2) as peer:
+        results = peer.map(["a", "abort", "b", "hog", "c", "hang", "d"])
+    assert results[0] == {"echo": "a"} and results[2] == {"echo": "b"}
+    assert results[1]["error"].startswith("crash: the process died")
+    assert results[3]["error"] == "crash: MemoryError (address-space limit)"
+    assert results[5]["error"].startswith("crash: over the 2 s limit")
+    assert results[4] == {"echo": "c"} and results[6] == {"echo": "d"}
+    assert peer.crashes == 2  # the MemoryError was caught in the child, which lives on

@@ -31,13 +31,18 @@ def maskbench_files(maskbench: Path) -> list[Path]:
     return files
 
 
-def maskbench_tasks(maskbench: Path, n: int, compiling_only: bool = False) -> list[SchemaTask]:
-    """n schemas spread evenly over the sorted files (so over every subset); with `compiling_only`,
-    those that Ananke compiles (for suites that compare Ananke with itself)."""
+def maskbench_tasks(
+    maskbench: Path, n: int, compiling_only: bool = False, subset: str | None = None
+) -> list[SchemaTask]:
+    """n schemas spread evenly over the sorted files (so over every subset, or only over `subset`,
+    e.g. "Github_medium"); with `compiling_only`, those that Ananke compiles (for suites that
+    compare Ananke with itself)."""
     from ananke.constraints import compile_constraints
     from ananke.errors import ConstraintCompileError
 
     files = maskbench_files(maskbench)
+    if subset is not None:
+        files = [f for f in files if f.stem.split("---")[0] == subset]
     stride = max(1, len(files) // (n * (3 if compiling_only else 1)))
     tasks = []
     for path in files[::stride]:

@@ -15,6 +15,7 @@ Compilation is model-independent: grammars are checked with llguidance's validat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llguidance as llg
-import numpy as np
 from llguidance.gbnf_to_lark import gbnf_to_lark
 
 from ananke.constraints import schemas
@@ -111,12 +111,29 @@ def constraints_hash(
     Independent of process, machine, Python hash seed and llguidance version. Relaxed mode adds
     its name, open objects (closed_objects=False) the word "open-objects".
     """
-    mode = ([] if schema_mode == "strict" else [schema_mode]) + ([] if closed_objects else ["open-objects"])
-    payload = [COMPILER_VERSION, *mode] + [
-        [c.name, c.json_schema, c.grammar, list(c.regex_patterns)] for c in constraints
-    ]
-    data = json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
-    return hashlib.sha256(data.encode()).hexdigest()
+    digest = hashlib.sha256(COMPILER_VERSION.encode())
+    if schema_mode != "strict":
+        _hash_field(digest, "mode", schema_mode)
+    if not closed_objects:
+        _hash_field(digest, "mode", "open-objects")
+    for c in constraints:  # each field length-prefixed: no two lists hash the same bytes
+        _hash_field(digest, "constraint", c.name)
+        _hash_field(digest, "json_schema", c.json_schema)
+        _hash_field(digest, "grammar", c.grammar)
+        for pattern in c.regex_patterns:
+            _hash_field(digest, "regex", pattern)
+    return digest.hexdigest()
+
+
+def _hash_field(digest: Any, label: str, text: str | None) -> None:
+    """Feed one field as `label len:` and its UTF-8 bytes (`label -` for None): the text is
+    hashed as given, never re-serialised (a JSON dump of a large schema cost more than the hash)."""
+    if text is None:
+        digest.update(f"|{label} -".encode())
+        return
+    data = text.encode("utf-8", "surrogatepass")
+    digest.update(f"|{label} {len(data)}:".encode())
+    digest.update(data)
 
 
 class _ByteTokens:
@@ -172,10 +189,49 @@ COUNT_KEYWORDS = frozenset(
 MAX_ONE_OF_REFINEMENTS = 16  # oneOf locations tried one by one for exact enforcement
 
 
-def _integral_counts(pointer: str, node: dict) -> None:
+def _integral_counts(node: dict) -> None:
     for key in COUNT_KEYWORDS & node.keys():
         if isinstance(node[key], float) and node[key].is_integer():
             node[key] = int(node[key])
+
+
+@functools.lru_cache(maxsize=512)
+def _knows_format(name: str) -> bool:
+    """Whether llguidance enforces the string format `name` (asked once per name per process)."""
+    try:
+        grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps({"type": "string", "format": name}))
+    except ValueError as exc:
+        return "Unknown format" not in str(exc)
+    error = llg.LLMatcher.validate_grammar(grammar, byte_tokenizer())
+    return "Unknown format" not in error
+
+
+def _may_be_string(node: dict) -> bool:
+    """Whether `format` applies to the node as llguidance reads it (it ignores it elsewhere)."""
+    kind = node.get("type")
+    return kind is None or kind == "string" or (kind.__class__ is list and "string" in kind)
+
+
+def _prepare(name: str, schema: dict) -> set[str]:
+    """In place, in one walk: the 2020-12 spelling of the schema's draft, integral counts, and
+    no `format` llguidance does not know on a node that may be a string (an annotation; asking
+    llguidance first would cost a second compile); returns the formats dropped."""
+    translate = schemas.translator(schemas.draft_of(name, schema))
+    unknown: set[str] = set()
+
+    def change(node: dict) -> None:
+        if translate is not None:
+            translate(node)
+        if not COUNT_KEYWORDS.isdisjoint(node):
+            _integral_counts(node)
+        fmt = node.get("format")
+        if fmt.__class__ is str and _may_be_string(node) and not _knows_format(fmt):
+            del node["format"]
+            unknown.add(fmt)
+
+    schemas.each_subschema(schema, change)
+    schema.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
+    return unknown
 
 
 @dataclass
@@ -299,15 +355,13 @@ def compile_schema(
     `closed_objects`, objects that do not say what other keys they take are decoded without
     undeclared keys (schemas.close_objects: the output stays valid under the schema as written).
     """
-    schema = parse_schema(name, text)
-    base = schemas.to_2020_12(schema, schemas.draft_of(name, schema))
+    base = parse_schema(name, text)
     if base is True:
         base = {}  # the schema that accepts every JSON document
-    if isinstance(base, dict):
-        schemas.visit(base, _integral_counts)  # in place: `base` was parsed for this compile
-        base.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
-    closed = schemas.close_objects(base) if closed_objects else []
     state = _Relaxations()
+    if isinstance(base, dict):  # in place: `base` was parsed for this compile
+        state.formats = _prepare(name, base)
+    closed = schemas.close_objects(base) if closed_objects else []
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
         grammar, matcher, error = _try_schema(schema, limits)
@@ -420,9 +474,8 @@ def check_grammar(name: str | None, what: str, grammar: str, limits: CompileLimi
 
 def start_state(matcher: llg.LLMatcher) -> tuple[bool, bool]:
     """(accepts the empty output, can emit a first byte) for a fresh matcher without error."""
-    mask = np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8)
-    first_bytes = np.unpackbits(mask, bitorder="little")[:256]
-    return matcher.is_accepting(), bool(first_bytes.any())
+    first_bytes = matcher.compute_bitmask()[:32]  # bit i: byte i may come first (256: EOS)
+    return matcher.is_accepting(), first_bytes.count(0) < 32
 
 
 # ---------------------------------------------------------------- the list → one grammar

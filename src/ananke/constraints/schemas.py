@@ -29,30 +29,56 @@ _LIST = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
 _MAP = ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas", "dependencies")
 
 
+_SUBSCHEMA_KEYS = frozenset(_ONE + _LIST + _MAP)
+
+
 def _escape(key: str) -> str:
+    if "~" not in key and "/" not in key:  # nearly every key: no new string to build
+        return key
     return key.replace("~", "~0").replace("/", "~1")
 
 
-def subschemas(schema: Any, pointer: str = "") -> Iterator[tuple[str, dict]]:
+def subschemas(schema: Any, pointer: str = "") -> list[tuple[str, dict]]:
     """Every object subschema of `schema` with its JSON pointer, parents before children.
 
     Only real schema positions are visited: a property *named* "not" is a property, not the
     keyword, and `enum`/`const`/`default` data is never entered.
     """
+    found: list[tuple[str, dict]] = []
+
+    def walk(node: dict, pointer: str) -> None:
+        found.append((pointer, node))
+        if not _SUBSCHEMA_KEYS.isdisjoint(node):
+            for _, child_pointer, child in _children(node, pointer):
+                walk(child, child_pointer)
+
+    if isinstance(schema, dict):
+        walk(schema, pointer)
+    return found
+
+
+def each_subschema(schema: Any, change: Callable[[dict], None]) -> None:
+    """`change(node)` in place on each object subschema, a parent before its children (which are
+    found after the change); no pointers are built: the path every compile takes."""
     if not isinstance(schema, dict):
         return
-    yield pointer, schema
+    change(schema)
+    if _SUBSCHEMA_KEYS.isdisjoint(schema):
+        return
     for key in _ONE:
-        if isinstance(schema.get(key), dict):
-            yield from subschemas(schema[key], f"{pointer}/{_escape(key)}")
+        child = schema.get(key)
+        if child.__class__ is dict:
+            each_subschema(child, change)
     for key in _LIST:
-        if isinstance(schema.get(key), list):
-            for i, item in enumerate(schema[key]):
-                yield from subschemas(item, f"{pointer}/{_escape(key)}/{i}")
+        children = schema.get(key)
+        if children.__class__ is list:
+            for child in children:
+                each_subschema(child, change)
     for key in _MAP:
-        if isinstance(schema.get(key), dict):
-            for name, item in schema[key].items():
-                yield from subschemas(item, f"{pointer}/{_escape(key)}/{_escape(name)}")
+        children = schema.get(key)
+        if children.__class__ is dict:
+            for child in children.values():
+                each_subschema(child, change)
 
 
 def edit(schema: Any, change: Callable[[str, dict], None]) -> Any:
@@ -64,7 +90,7 @@ def edit(schema: Any, change: Callable[[str, dict], None]) -> Any:
 
 def visit(schema: Any, change: Callable[[str, dict], None]) -> None:
     """`change(pointer, node)` applied in place to each subschema of `schema`."""
-    for pointer, node in list(subschemas(schema)):
+    for pointer, node in subschemas(schema):
         change(pointer, node)
 
 
@@ -96,12 +122,24 @@ def draft_of(name: str, schema: Any) -> str:
 
 
 def to_2020_12(schema: Any, draft: str) -> Any:
-    """The 2020-12 spelling of an older draft's schema, with the same meaning."""
-    if draft == "2020-12" or not isinstance(schema, dict):
+    """The 2020-12 spelling of an older draft's schema, with the same meaning (a copy)."""
+    translate = translator(draft)
+    if translate is None or not isinstance(schema, dict):
         return schema
+    schema = json.loads(json.dumps(schema))
+    each_subschema(schema, translate)
+    return schema
+
+
+def translator(draft: str) -> Callable[[dict], None] | None:
+    """What rewrites one subschema of `draft` into its 2020-12 spelling in place (None: 2020-12).
+    Apply it with `each_subschema`: a `$ref` that drops its siblings drops them before they are
+    walked."""
+    if draft == "2020-12":
+        return None
     older = _ORDER.index(draft)
 
-    def change(pointer: str, node: dict) -> None:
+    def change(node: dict) -> None:
         if older <= _ORDER.index("draft-07") and "$ref" in node:
             # Up to draft 7 a $ref replaces its whole object: siblings (even $id) are ignored.
             # Definitions stay, so JSON pointers into them still resolve.
@@ -122,7 +160,7 @@ def to_2020_12(schema: Any, draft: str) -> Any:
                 if isinstance(node.get(exclusive), bool) and node.pop(exclusive) and bound in node:
                     node[exclusive] = node.pop(bound)
 
-    return edit(schema, change)
+    return change
 
 
 def _split_id(node: dict, key: str) -> None:
@@ -241,17 +279,17 @@ def _children(node: dict, pointer: str) -> Iterator[tuple[str, str, dict]]:
     """(keyword, pointer, child) for each subschema directly under `node`."""
     for key in _ONE:
         if isinstance(node.get(key), dict):
-            yield key, f"{pointer}/{_escape(key)}", node[key]
+            yield key, f"{pointer}/{key}", node[key]
     for key in _LIST:
         if isinstance(node.get(key), list):
             for i, item in enumerate(node[key]):
                 if isinstance(item, dict):
-                    yield key, f"{pointer}/{_escape(key)}/{i}", item
+                    yield key, f"{pointer}/{key}/{i}", item
     for key in _MAP:
         if isinstance(node.get(key), dict):
             for name, item in node[key].items():
                 if isinstance(item, dict):
-                    yield key, f"{pointer}/{_escape(key)}/{_escape(name)}", item
+                    yield key, f"{pointer}/{key}/{_escape(name)}", item
 
 
 def close_objects(schema: Any) -> list[str]:
@@ -267,31 +305,36 @@ def close_objects(schema: Any) -> list[str]:
     """
     if not isinstance(schema, dict):
         return []
-    open_defs: set[str] = set()  # definitions some $ref uses where closing is not allowed
+    # One walk closes every candidate and notes each local $ref; a candidate inside a definition
+    # that turns out open is reopened afterwards. Each comes with the pointers from the root to it.
+    refs: list[tuple[tuple[str, ...], bool, str]] = []  # (path, open wherever it leads, target)
+    candidates: list[tuple[tuple[str, ...], dict]] = []
+    path: list[str] = []
 
-    def uses(node: dict, pointer: str, closable: bool, found: set[str]) -> None:
-        closable = closable and pointer not in open_defs
+    def walk(node: dict, pointer: str, closable: bool) -> None:
+        path.append(pointer)
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/") and (not closable or node.keys() - _ANNOTATIONS):
-            found.add(ref[1:])
-        for key, child_pointer, child in _children(node, pointer):
-            uses(child, child_pointer, closable and _closable_under(node, key), found)
+        if isinstance(ref, str) and ref.startswith("#/"):
+            refs.append((tuple(path), not closable or bool(node.keys() - _ANNOTATIONS), ref[1:]))
+        if closable and _closable(node):  # never a $ref node: closing adds no $ref sibling
+            node["additionalProperties"] = False
+            candidates.append((tuple(path), node))
+        if not _SUBSCHEMA_KEYS.isdisjoint(node):
+            for key, child_pointer, child in _children(node, pointer):
+                walk(child, child_pointer, closable and _closable_under(node, key))
+        path.pop()
 
+    walk(schema, "", True)
+    open_defs: set[str] = set()  # definitions some $ref uses where closing is not allowed
     for _ in range(16):  # until no new definition is found open (they only ever grow)
-        found: set[str] = set()
-        uses(schema, "", True, found)
+        found = {target for at, always, target in refs if always or not open_defs.isdisjoint(at)}
         if found <= open_defs:
             break
         open_defs |= found
     closed: list[str] = []
-
-    def apply(node: dict, pointer: str, closable: bool) -> None:
-        closable = closable and pointer not in open_defs
-        if closable and _closable(node):
-            node["additionalProperties"] = False
-            closed.append(pointer or "/")
-        for key, child_pointer, child in _children(node, pointer):
-            apply(child, child_pointer, closable and _closable_under(node, key))
-
-    apply(schema, "", True)
+    for at, node in candidates:
+        if open_defs.isdisjoint(at):
+            closed.append(at[-1] or "/")
+        else:
+            del node["additionalProperties"]
     return closed
