@@ -21,6 +21,10 @@ SUITES: dict[str, str] = {
     "concurrency": "ananke.bench.concurrency",
     "code": "ananke.bench.code",
     "finish": "ananke.bench.finish",
+    "coverage": "ananke.bench.coverage",
+    "prompt": "ananke.bench.prompt",
+    "service": "ananke.bench.service",
+    "load": "ananke.bench.load",
 }
 
 

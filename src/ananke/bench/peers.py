@@ -192,7 +192,7 @@ class OutlinesPeer:
         return {"text": text, "tokens": counter.tokens, "compile_s": compile_s, "finish": finish}
 
 
-# (tasks, max_tokens, seconds per generation); benchmarks/prompt_processing.py reads FULL_SIZE too
+# (tasks, max_tokens, seconds per generation); the prompt suite reads them too
 QUICK_SIZE, FULL_SIZE = (2, 32, 8.0), (50, 64, 20.0)
 
 
