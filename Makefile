@@ -26,14 +26,12 @@ demo: setup
 	  --grammar @examples/python_add.lark --language python
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/ananke bench all
-	$(BIN)/python benchmarks/service.py
-	$(BIN)/python benchmarks/load.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -17,7 +17,7 @@ LAYERS = [
                 "ananke.outline"}),
     ("constraints", {"ananke.constraints", "ananke.prompting", "ananke.attempts", "ananke.grammars"}),
     ("engines", {"ananke.engines", "ananke.wire"}),
-    ("backends", {"ananke.backends"}),
+    ("backends", {"ananke.backends", "ananke.responses"}),
     ("server", {"ananke.server"}),
     ("front", {"ananke.client", "ananke.cli", "ananke.bench", "ananke", "ananke.__main__"}),
 ]  # fmt: skip

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 
 from ananke import PyConstraintIR
+from ananke.bench.code import check_error, grammar_of, request_of, syntax_error
+from ananke.bench.code_tasks import TASKS
 from ananke.constraints import compile_constraints
 from ananke.grammars import matches
-from benchmarks.code_tasks import check_error, grammar_of, request_of, syntax_error
-from benchmarks.code_tasks.tasks import TASKS
 
 BY_ID = {t.id: t for t in TASKS}
 

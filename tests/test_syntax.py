@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ananke import PyConstraintIR, PyGenerationContext, PyGenerationRequest
-from ananke.client import syntax_language
 from ananke.constraints.syntax import CORE_LANGUAGES, NotChecked, check_syntax, has_parser, normalise_language
 from ananke.constraints.validate import validate
 from ananke.prompting import language_of
+from ananke.responses import syntax_language
 
 # language: (valid code, code with one error, the error's "line L, column C")
 CASES = {

@@ -1,47 +1,30 @@
-"""`Ananke`: compile → backend → validate, the same for every endpoint."""
+"""`Ananke`: compile → backend → validate, the same for every endpoint. It delegates: options to
+config.py, the backend to backends.make_backend, the attempts loop to attempts.py, validation
+and the response to responses.py."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
-from ananke.attempts import attempts_allowed, retry_request
+from ananke.attempts import run_attempts
 from ananke.backends import make_backend
 from ananke.backends.base import Backend
-from ananke.config import (
-    DEFAULT_CACHE_SIZE,
-    ENV_API_KEY,
-    ENV_CACHE_SIZE,
-    ENV_ENDPOINT,
-    ENV_MODEL,
-    PyModalConfig,
-    check_non_negative_int,
-    env_int,
-    env_required,
-)
-from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits, validate
+from ananke.config import PyModalConfig, check_client_options, client_settings_from_env
+from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits
 from ananke.constraints.compiler import compile_constraints, constraints_hash
-from ananke.engines.base import GenerationResult
-from ananke.errors import ConfigurationError, GenerationTimeout, InvalidRequestError
-from ananke.prompting import extract_code, language_of
+from ananke.errors import GenerationTimeout, InvalidRequestError
+from ananke.responses import build_response
 from ananke.types import (
     DEFAULT_MODEL,
     PyConstraintIR,
-    PyGenerationMetadata,
     PyGenerationRequest,
     PyGenerationResponse,
-    PyProvenance,
     check_schema_mode,
 )
-
-_INIT_PARAMS = (
-    "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
-    "max_retries", "compile_limits", "schema_in_prompt", "schema_mode", "closed_objects",
-)  # fmt: skip
 
 
 class Ananke:
@@ -80,13 +63,8 @@ class Ananke:
             timeout_secs=timeout_secs,
             max_retries=max_retries,
         )
-        check_non_negative_int("cache_size", cache_size)
-        if not isinstance(enable_cache, bool):
-            raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
+        self.schema_mode = check_client_options(cache_size, enable_cache, schema_mode, closed_objects)
         self.compile_limits = compile_limits or CompileLimits()
-        self.schema_mode = check_schema_mode("schema_mode", schema_mode)
-        if not isinstance(closed_objects, bool):
-            raise ConfigurationError(f"closed_objects must be a bool, got {closed_objects!r}")
         self.closed_objects = closed_objects
         self._cache = CompileCache(limit=cache_size, enabled=enable_cache)
         self._backend: Backend = make_backend(self.config, schema_in_prompt=schema_in_prompt)
@@ -104,20 +82,7 @@ class Ananke:
 
         Keyword overrides win over the environment, e.g. `Ananke.from_env(cache_size=500)`.
         """
-        unknown = set(overrides) - set(_INIT_PARAMS)
-        if unknown:
-            raise ConfigurationError(
-                f"unknown Ananke.from_env override(s): {sorted(unknown)}; known: {list(_INIT_PARAMS)}"
-            )
-        settings: dict[str, Any] = {
-            "modal_endpoint": overrides.pop("modal_endpoint", None) or env_required(ENV_ENDPOINT),
-            "modal_api_key": os.environ.get(ENV_API_KEY) or None,
-            "model": os.environ.get(ENV_MODEL) or DEFAULT_MODEL,
-        }
-        if "cache_size" not in overrides:
-            settings["cache_size"] = env_int(ENV_CACHE_SIZE, DEFAULT_CACHE_SIZE)
-        settings.update(overrides)
-        return Ananke(**settings)
+        return Ananke(**client_settings_from_env(overrides))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -244,83 +209,24 @@ class Ananke:
                 request = replace(request, closed_objects=self.closed_objects)
             compiling = self._compiled(request.constraints_ir, request.schema_mode, request.closed_objects)
             compiled, hit = await asyncio.wait_for(compiling, remaining())
-            allowed = 1 if deltas else attempts_allowed(request, compiled)
-            attempt_request = request
-            for attempt in range(1, allowed + 1):
-                stream = self._backend.stream(attempt_request, compiled, deltas=deltas)
-                try:
-                    while True:
-                        item = await asyncio.wait_for(anext(stream), remaining())
-                        if isinstance(item, GenerationResult):
-                            break
+            attempts = run_attempts(
+                request,
+                compiled,
+                lambda attempt_request: self._backend.stream(attempt_request, compiled, deltas=deltas),
+                lambda result, attempt: asyncio.to_thread(
+                    build_response, request, compiled, hit, result, attempt
+                ),
+                lambda waiting: asyncio.wait_for(waiting, remaining()),
+                deltas,
+            )
+            async with aclosing(attempts):
+                async for item in attempts:
+                    if isinstance(item, PyGenerationResponse):
+                        response = item
+                    else:
                         yield item
-                finally:
-                    await stream.aclose()
-                response = await asyncio.to_thread(self._response, request, compiled, hit, item, attempt)
-                # Only a violation is worth another attempt: a check that could not run (say, a
-                # language without a parser) would not run on a new output either.
-                if not response.validation.violated or attempt == allowed:
-                    break
-                attempt_request = retry_request(request, response.validation.errors, attempt + 1)
         except GenerationTimeout:  # a backend's own, with its own message
             raise
         except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
             raise GenerationTimeout(f"generation took longer than timeout_secs={timeout}") from None
         yield response
-
-    def _response(
-        self,
-        request: PyGenerationRequest,
-        compiled: CompiledConstraints,
-        hit: bool,
-        result: GenerationResult,
-        attempt: int = 1,
-    ) -> PyGenerationResponse:
-        language = language_of(request)
-        code = result.text if request.constraints_ir else extract_code(result.text, language)
-        validation = validate(
-            result.text, request.constraints_ir, language=syntax_language(request, language), code=code
-        )
-        tokens = result.tokens_generated
-        return PyGenerationResponse(
-            code=code,
-            text=result.text,
-            provenance=PyProvenance(
-                model=result.model,
-                timestamp=int(time.time()),
-                constraints_applied=[c.name for c in request.constraints_ir],
-                original_intent=request.prompt,
-            ),
-            validation=validation,
-            metadata=PyGenerationMetadata(
-                tokens_generated=tokens,
-                generation_time_ms=round(result.generation_time_ms),
-                avg_token_time_us=round(result.generation_time_ms * 1000 / tokens) if tokens else 0,
-                constraint_compile_time_ms=round(
-                    (0 if hit else compiled.compile_time_ms) + result.remote_compile_time_ms
-                ),
-                prompt_tokens=result.prompt_tokens,
-                forced_tokens=result.forced_tokens,
-                mask_time_us=round(result.mask_time_us),
-                finish_reason=result.finish_reason,
-                cache_hit=hit,
-                attempts=attempt,
-                relaxed=list(compiled.relaxed),
-                budget_closed=result.budget_closed,
-                closing_tokens=result.closing_tokens,
-                budget_steered=result.budget_steered,
-                loop_breaks=result.loop_breaks,
-                completion_search_us=round(result.completion_search_us),
-            ),
-        )
-
-
-def syntax_language(request: PyGenerationRequest, language: str | None) -> str | None:
-    """The language whose syntax the output is checked in, or None for no syntax check.
-
-    The context's language (or `current_file`'s) when there is one, except for requests with a
-    JSON schema: their output is JSON by construction, which the schema check already parses.
-    """
-    if language is None or any(c.json_schema is not None for c in request.constraints_ir):
-        return None
-    return language

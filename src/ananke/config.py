@@ -12,7 +12,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ananke.errors import ConfigurationError
-from ananke.types import DEFAULT_MODEL
+from ananke.types import DEFAULT_MODEL, check_schema_mode
 
 ENV_ENDPOINT = "MODAL_ENDPOINT"
 ENV_API_KEY = "MODAL_API_KEY"
@@ -157,3 +157,42 @@ class PyModalConfig:
             model=os.environ.get(ENV_MODEL) or DEFAULT_MODEL,
             api_key=os.environ.get(ENV_API_KEY) or None,
         )
+
+
+# ---------------------------------------------------------------- the client's options
+
+CLIENT_PARAMS = (
+    "modal_endpoint", "modal_api_key", "model", "timeout_secs", "enable_cache", "cache_size",
+    "max_retries", "compile_limits", "schema_in_prompt", "schema_mode", "closed_objects",
+)  # fmt: skip
+
+
+def check_client_options(cache_size: Any, enable_cache: Any, schema_mode: Any, closed_objects: Any) -> str:
+    """Check `Ananke`'s own options (the endpoint's are PyModalConfig's); returns the schema mode."""
+    check_non_negative_int("cache_size", cache_size)
+    if not isinstance(enable_cache, bool):
+        raise ConfigurationError(f"enable_cache must be a bool, got {enable_cache!r}")
+    mode = check_schema_mode("schema_mode", schema_mode)
+    if not isinstance(closed_objects, bool):
+        raise ConfigurationError(f"closed_objects must be a bool, got {closed_objects!r}")
+    return mode
+
+
+def client_settings_from_env(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`Ananke`'s keyword arguments from MODAL_ENDPOINT, MODAL_API_KEY, MODAL_MODEL and
+    ANANKE_CACHE_SIZE; the keyword `overrides` win over the environment."""
+    overrides = dict(overrides)
+    unknown = set(overrides) - set(CLIENT_PARAMS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown Ananke.from_env override(s): {sorted(unknown)}; known: {list(CLIENT_PARAMS)}"
+        )
+    settings: dict[str, Any] = {
+        "modal_endpoint": overrides.pop("modal_endpoint", None) or env_required(ENV_ENDPOINT),
+        "modal_api_key": os.environ.get(ENV_API_KEY) or None,
+        "model": os.environ.get(ENV_MODEL) or DEFAULT_MODEL,
+    }
+    if "cache_size" not in overrides:
+        settings["cache_size"] = env_int(ENV_CACHE_SIZE, DEFAULT_CACHE_SIZE)
+    settings.update(overrides)
+    return settings

@@ -1,18 +1,14 @@
-"""A short load run in CI (the full one is `python benchmarks/load.py`): every request gets
+"""A short load run in CI (the full one is `ananke bench load`): every request gets
 exactly one correct answer, no 5xx, and the server's memory does not run away."""
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
 
+from ananke.bench.load import rss_mb, run_load, summarise
 from tests.servers import ananke_serve
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from load import rss_mb, run_load, summarise
 
 pytestmark = pytest.mark.model
 

@@ -26,7 +26,7 @@ def _run(args: list[str], **env: str) -> None:
 
 
 def test_full_load_run():
-    _run(["benchmarks/load.py", "--requests", "200", "--concurrency", "16"])
+    _run(["-m", "ananke", "bench", "load"])
 
 
 def test_long_fuzzing():

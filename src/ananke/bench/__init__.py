@@ -22,6 +22,10 @@ SUITES: dict[str, str] = {
     "code": "ananke.bench.code",
     "finish": "ananke.bench.finish",
     "tools": "ananke.bench.tools",
+    "coverage": "ananke.bench.coverage",
+    "prompt": "ananke.bench.prompt",
+    "service": "ananke.bench.service",
+    "load": "ananke.bench.load",
 }
 
 

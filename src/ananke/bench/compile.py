@@ -62,7 +62,7 @@ def xgrammar_rows(texts: list[str]) -> tuple[list[dict], dict]:
     from ananke.engines.model import default_model_path
 
     if xgrammar_peer.version() is None:
-        return [], {"skipped": "xgrammar is not installed (the bench extra)"}
+        return [], {"skipped": "xgrammar is not installed (pip install -e '.[xgrammar]')"}
     with Isolated("ananke.bench.xgrammar_peer:compile_worker", (str(default_model_path()),)) as peer:
         with progress("compile (xgrammar)", len(texts)) as advance:
             rows = peer.map(texts, advance)

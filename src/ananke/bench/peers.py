@@ -253,7 +253,7 @@ class XGrammarPeer:
         }
 
 
-# (tasks, max_tokens, seconds per generation); benchmarks/prompt_processing.py reads FULL_SIZE too
+# (tasks, max_tokens, seconds per generation); the prompt suite reads them too
 QUICK_SIZE, FULL_SIZE = (2, 32, 8.0), (50, 64, 20.0)
 
 

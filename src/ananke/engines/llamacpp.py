@@ -188,7 +188,7 @@ class LlamaCppRunner:
         params.n_threads_batch = self.settings.threads
         params.no_perf = True
         # One KV pool for all sequences: measured 1.2x the aggregate throughput of per-sequence
-        # streams with 4 concurrent requests on 2 cores (benchmarks/decode.py).
+        # streams with 4 concurrent requests on 2 cores (`ananke bench decode`).
         params.kv_unified = True
         ctx = self.llama.llama_init_from_model(self.model.model, params)
         if not ctx:

@@ -9,51 +9,39 @@ Part 2 (the embedded model): a sample of the schemas only relaxed mode can use, 
 `schema_mode="relaxed"` (up to 3 attempts): share whose output passes the full schema, attempts
 used, and outputs reported satisfied that an independent jsonschema check rejects (must be 0).
 
-    python benchmarks/coverage.py [--sample 200] [--max-tokens 384] [--no-generate] [--render]
+`ananke bench coverage`: part 2 on 200 schemas, max_tokens 384 (`--quick`: every 100th maskbench
+schema, every 10th test-suite case, 2 generations of 64 tokens).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import sys
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
+from dataclasses import replace
 
 import jsonschema
 import llguidance as llg
-from rich.progress import Progress
 
 from ananke import Ananke, ConstraintCompileError, GenerationTimeout, PyConstraintIR, PyGenerationRequest
+from ananke.bench.common import BenchContext, progress, update_results_md, write_report
+from ananke.bench.compliance import JSTS_DIR, Case, jsts_cases, maskbench_cases
 from ananke.constraints import compile_constraints, validate
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.schemas import subschemas
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, environment, update_results_md, write_json
-
-DATA = ROOT.parent / "shared" / "data"
 PROMPT = "Produce one realistic example instance of this JSON data."
+# (maskbench every nth, test suite every nth, generation sample, max_tokens)
+QUICK, FULL = (100, 10, 2, 64), (1, 1, 200, 384)
 
 
-def load_cases() -> list[dict]:
-    """Every schema with its instances: {subset, label, schema, tests: [(instance, valid)]}."""
-    if not DATA.is_dir():
-        sys.exit(f"shared data not found at {DATA}")
-    cases = []
-    for path in sorted((DATA / "maskbench").glob("*.json")):
-        data = json.loads(path.read_text())
-        tests = [(t["data"], t["valid"]) for t in data["tests"]]
-        cases.append({"subset": path.stem.split("---")[0], "label": path.stem, "schema": data["schema"],
-                      "tests": tests})  # fmt: skip
-    for path in sorted((DATA / "json-schema-test-suite/tests/draft2020-12").glob("*.json")):
-        for case in json.loads(path.read_text()):
-            tests = [(t["data"], t["valid"]) for t in case["tests"]]
-            cases.append({"subset": "JSON-Schema-Test-Suite", "label": f"{path.stem}: {case['description']}",
-                          "schema": case["schema"], "tests": tests})  # fmt: skip
-    return cases
+def load_cases(ctx: BenchContext, maskbench_every: int = 1, jsts_every: int = 1) -> list[Case]:
+    """Every schema with its instances; the test suite's cases form one subset."""
+    jsts = jsts_cases(ctx.need(JSTS_DIR))[::jsts_every]
+    return maskbench_cases(ctx.need("maskbench"), maskbench_every) + [
+        replace(case, group="JSON-Schema-Test-Suite") for case in jsts
+    ]
 
 
 def in_schema_order(instance, schema):
@@ -86,18 +74,17 @@ def _reason(exc: ConstraintCompileError) -> str:
     return exc.reason.split(": ", 1)[-1].split(" (schema_mode=")[0][:90]
 
 
-def static_part(cases: list[dict], progress: Progress) -> tuple[dict, list[dict]]:
+def static_part(cases: list[Case], advance) -> tuple[dict, list[Case]]:
     counts: dict[str, Counter] = defaultdict(Counter)
     refused_strict: Counter = Counter()
     refused_relaxed: Counter = Counter()
     relaxed_keywords: Counter = Counter()
     problems: list[str] = []
-    relaxed_only: list[dict] = []
-    task = progress.add_task("compile + check every schema", total=len(cases))
+    relaxed_only: list[Case] = []
     for case in cases:
-        c = counts[case["subset"]]
+        c = counts[case.group]
         c["schemas"] += 1
-        constraint = PyConstraintIR("s", json_schema=json.dumps(case["schema"]))
+        constraint = PyConstraintIR("s", json_schema=json.dumps(case.schema))
         try:
             strict = compile_constraints([constraint], closed_objects=False)  # the grammar as written
             c["usable_strict"] += 1
@@ -110,10 +97,10 @@ def static_part(cases: list[dict], progress: Progress) -> tuple[dict, list[dict]
         except ConstraintCompileError as exc:
             relaxed = None
             refused_relaxed[_reason(exc)] += 1
-        for instance, valid in case["tests"]:
+        for instance, valid in case.tests:
             texts = {
                 json.dumps(form, separators=(",", ":"), ensure_ascii=False)
-                for form in (instance, in_schema_order(instance, case["schema"]))
+                for form in (instance, in_schema_order(instance, case.schema))
             }
             text = min(texts)
             if strict is not None:
@@ -143,7 +130,7 @@ def static_part(cases: list[dict], progress: Progress) -> tuple[dict, list[dict]
                 relaxed_keywords[entry.split(": ")[1].rsplit("/", 1)[-1]] += 1
             if strict is None:
                 relaxed_only.append(case)
-        progress.advance(task)
+        advance()
     report = {
         "per_subset": {k: dict(v) for k, v in sorted(counts.items())},
         "total": dict(sum(counts.values(), Counter())),
@@ -155,38 +142,37 @@ def static_part(cases: list[dict], progress: Progress) -> tuple[dict, list[dict]
     return report, relaxed_only
 
 
-async def generation_part(relaxed_only: list[dict], sample: int, max_tokens: int, progress: Progress) -> dict:
+async def generation_part(relaxed_only: list[Case], sample: int, max_tokens: int, advance) -> dict:
     # evenly spread over every subset, not the first `sample` in load order
     count = min(sample, len(relaxed_only))
     chosen = [relaxed_only[i * len(relaxed_only) // count] for i in range(count)]
-    task = progress.add_task(f"generate ({len(chosen)} relaxed-only schemas)", total=len(chosen))
     client = Ananke("local", timeout_secs=900, schema_mode="relaxed")
     gate = asyncio.Semaphore(4)  # the engine's batch size
     rows = []
 
-    async def one(case: dict) -> None:
-        schema_text = json.dumps(case["schema"])
+    async def one(case: Case) -> None:
+        schema_text = json.dumps(case.schema)
         request = PyGenerationRequest(PROMPT, [PyConstraintIR("s", json_schema=schema_text)], max_tokens, 0.0)
         async with gate:
             start = time.perf_counter()
             try:
                 response = await client.generate(request)
             except GenerationTimeout:
-                rows.append({"label": case["label"], "subset": case["subset"], "attempts": None,
+                rows.append({"label": case.label, "subset": case.group, "attempts": None,
                              "satisfied": False, "independent_ok": None, "finish_reason": "timeout",
                              "relaxed": [], "seconds": round(time.perf_counter() - start, 2),
                              "error": "timeout"})  # fmt: skip
-                progress.advance(task)
+                advance()
                 return
-        independent = _independent_check(case["schema"], response.text)
+        independent = _independent_check(case.schema, response.text)
         rows.append({
-            "label": case["label"], "subset": case["subset"], "attempts": response.metadata.attempts,
+            "label": case.label, "subset": case.group, "attempts": response.metadata.attempts,
             "satisfied": response.validation.all_satisfied, "independent_ok": independent,
             "finish_reason": response.metadata.finish_reason, "relaxed": response.metadata.relaxed,
             "seconds": round(time.perf_counter() - start, 2),
             "error": response.validation.errors.get("s", ""),
         })  # fmt: skip
-        progress.advance(task)
+        advance()
 
     await asyncio.gather(*(one(case) for case in chosen))
     await client.aclose()
@@ -291,31 +277,26 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--sample", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=384)
-    parser.add_argument("--no-generate", action="store_true", help="skip part 2 (the model)")
-    parser.add_argument("--render", action="store_true", help="only redraw RESULTS.md from coverage.json")
-    args = parser.parse_args()
-    if args.render:
-        saved = json.loads((ROOT / "benchmarks" / "results" / "coverage.json").read_text())
-        update_results_md("coverage", markdown(saved))
-        return
-    report = environment()
-    with Progress() as progress:
-        report["static"], relaxed_only = static_part(load_cases(), progress)
-        if not args.no_generate:
-            report["generation"] = asyncio.run(
-                generation_part(relaxed_only, args.sample, args.max_tokens, progress)
-            )
-    path = write_json("coverage", report)
-    update_results_md("coverage", markdown(report))
-    print(markdown(report))
-    print(f"\nwrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+def run(ctx: BenchContext) -> dict:
+    maskbench_every, jsts_every, sample, max_tokens = QUICK if ctx.quick else FULL
+    cases = load_cases(ctx, maskbench_every, jsts_every)
+    with progress("coverage: compile + check every schema", len(cases)) as advance:
+        static, relaxed_only = static_part(cases, advance)
+    raw = {"static": static}
+    count = min(sample, len(relaxed_only))
+    with progress(f"coverage: generate ({count} relaxed-only schemas)", count) as advance:
+        raw["generation"] = asyncio.run(generation_part(relaxed_only, sample, max_tokens, advance))
+    total, generation = static["total"], raw["generation"]
+    summary = {
+        "schemas": total.get("schemas", 0),
+        "usable_strict": total.get("usable_strict", 0),
+        "usable_relaxed": total.get("usable_relaxed", 0),
+        "strict_false_accepts": total.get("strict_false_accepts", 0),
+        "false_satisfied": total.get("false_satisfied", 0) + generation["false_satisfied"],
+        "generated_satisfied_share": generation["satisfied_share"],
+    }
+    settings = {"maskbench_every_nth": maskbench_every, "test_suite_every_nth": jsts_every,
+                "sample": sample, "max_tokens": max_tokens}  # fmt: skip
+    report = write_report(ctx, "coverage", settings, summary, raw)
+    update_results_md(ctx, "coverage", markdown(report))
+    return summary

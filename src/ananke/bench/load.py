@@ -1,31 +1,23 @@
-"""Bounded load run: N mixed requests at concurrency C against `ananke serve` on 127.0.0.1.
+"""load: a bounded load run, N mixed requests at concurrency C against `ananke serve` on 127.0.0.1.
 
 Mix: JSON, regex, grammar and unconstrained generations, plus invalid requests (a bad regex, a
 bad field). Every request must get exactly one answer — a success or a typed 4xx — with no
 5xx and no hang. Reports status counts, p50/p99 latency and the server's memory before/after.
-
-    python benchmarks/load.py [--quick] [--requests 200] [--concurrency 16]
+200 requests at concurrency 16 (`--quick`: 40).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 import httpx
-from rich.progress import Progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import environment, pct, update_results_md, write_json
-
-from tests.servers import ananke_serve
+from ananke.bench.common import BenchContext, pct, progress, update_results_md, write_report
+from ananke.bench.serve import ananke_serve
 
 BOUNDED_JSON = (
     '{"type": "object", "properties": {"ok": {"type": "boolean"}, "code": {"type": "integer", '
@@ -99,53 +91,39 @@ def summarise(outcomes: list[dict], rss_before: float, rss_after: float, seconds
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="40 requests")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    n = 40 if args.quick else args.requests
+def run(ctx: BenchContext) -> dict:
+    n, concurrency = (40 if ctx.quick else 200), 16
     with tempfile.TemporaryDirectory() as tmp, ananke_serve(log_path=Path(tmp) / "server.log") as url:
         asyncio.run(run_load(url, 10, 4))  # warm-up: caches, allocator
         before = rss_mb(url.process.pid)
         started = time.perf_counter()
-        with Progress(transient=True) as progress:
-            bar = progress.add_task("load", total=n)
-            result = asyncio.run(run_load(url, n, args.concurrency, progress=lambda: progress.advance(bar)))
+        with progress("load", n) as advance:
+            result = asyncio.run(run_load(url, n, concurrency, progress=advance))
         seconds = time.perf_counter() - started
         after = rss_mb(url.process.pid)
     summary = summarise(result["outcomes"], before, after, seconds)
-    report = {"suite": "load", "quick": args.quick, **environment(),
-              "settings": {"requests": n, "concurrency": args.concurrency, "mix": MIX, "max_tokens": 24},
-              "summary": summary, "outcomes": result["outcomes"]}  # fmt: skip
-    write_json("load-quick" if args.quick else "load", report)
-    print(json.dumps(summary, indent=1))
-    if not args.quick:
-        s = summary
-        columns = {
-            "requests": s["requests"], "answered": s["answered"], "correct status": s["correct_answers"],
-            "5xx": s["server_errors_5xx"], "statuses": s["statuses"], "p50 ms (200s)": s["p50_ms"],
-            "p99 ms": s["p99_ms"], "wall s": s["wall_s"],
-            "server RSS MB before → after": f"{s['server_rss_before_mb']} → {s['server_rss_after_mb']}",
-        }  # fmt: skip
-        table = "\n".join(
-            "| " + " | ".join(str(v) for v in row) + " |"
-            for row in (columns.keys(), ["---"] * len(columns), columns.values())
-        )
-        update_results_md(
-            "load",
-            f"""## load — {n} mixed requests at concurrency {args.concurrency} against `ananke serve`
+    settings = {"requests": n, "concurrency": concurrency, "mix": MIX, "max_tokens": 24}
+    report = write_report(ctx, "load", settings, summary, {"outcomes": result["outcomes"]})
+    s = summary
+    columns = {
+        "requests": s["requests"], "answered": s["answered"], "correct status": s["correct_answers"],
+        "5xx": s["server_errors_5xx"], "statuses": s["statuses"], "p50 ms (200s)": s["p50_ms"],
+        "p99 ms": s["p99_ms"], "wall s": s["wall_s"],
+        "server RSS MB before → after": f"{s['server_rss_before_mb']} → {s['server_rss_after_mb']}",
+    }  # fmt: skip
+    table = "\n".join(
+        "| " + " | ".join(str(v) for v in row) + " |"
+        for row in (columns.keys(), ["---"] * len(columns), columns.values())
+    )
+    update_results_md(
+        ctx,
+        "load",
+        f"""## load — {n} mixed requests at concurrency {concurrency} against `ananke serve`
 
 Run {report["when"]} on {report["machine"]["cores"]} cores, embedded model, max_tokens 24. Mix per 10
 requests: 3 JSON, 2 regex, 1 grammar, 2 unconstrained, 1 invalid regex (400), 1 invalid field (422).
 
 {table}
 """,
-        )
-
-
-if __name__ == "__main__":
-    main()
+    )
+    return summary
