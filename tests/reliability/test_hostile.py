@@ -78,6 +78,11 @@ CASES: list[tuple[str, object, int, str]] = [
     ("grammar with undefined rule", c(grammar="start: nothing_here"), 400, "nothing_here"),
     ("grammar without start rule", c(grammar='x: "a"'), 400, "no start rule"),
     ("invalid GBNF", c(grammar='root ::= "a" ((('), 400, "GBNF"),
+    # beyond llguidance's limits: found at compile time (first-step probe), a 400 naming the limit
+    ("regex beyond the lexer's work limit", c(regex_patterns=["a{1000000}"]), 400, "lexer"),
+    ("nested counted repetitions", c(regex_patterns=["((a{100}){100}){100}"]), 400, "lexer"),
+    ("20,000 alternatives in one rule",
+     c(grammar="start: " + " | ".join(f'"w{i}"' for i in range(20_000))), 400, "Earley items"),
     ("schema not JSON", c(json_schema="{type: object"), 400, "not valid JSON"),
     ("schema not an object", c(json_schema="[1, 2]"), 400, "object or boolean"),
     ("schema with unsupported keyword", c(json_schema='{"not": {"type": "null"}}'), 400, "not"),

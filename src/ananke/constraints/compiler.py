@@ -29,6 +29,7 @@ import llguidance as llg
 from llguidance.gbnf_to_lark import gbnf_to_lark
 
 from ananke.constraints import schemas
+from ananke.constraints.faults import constraint_fault, first_step_error
 from ananke.errors import ConstraintCompileError
 from ananke.threads import call_with_big_stack
 from ananke.types import PyConstraintIR, check_schema_mode
@@ -449,6 +450,9 @@ def part_grammar(name: str, kind: str, text: str) -> str:
 
 def _explain(error: str) -> str:
     """Make llguidance's terse errors say what a user can act on."""
+    fault = constraint_fault(error)  # a limit: named, with a hint to simplify
+    if fault is not None:
+        return fault
     match = re.search(r"Unimplemented keys: \[(.*?)\]", error)
     if match:
         keys = ", ".join(k.strip().strip('"') for k in match.group(1).split(","))
@@ -481,6 +485,17 @@ def start_state(matcher: llg.LLMatcher) -> tuple[bool, bool]:
 # ---------------------------------------------------------------- the list → one grammar
 
 
+def _probe_first_step(matcher: llg.LLMatcher, enforced: list[str]) -> None:
+    """Refuse now, not mid-decode, a grammar that trips an llguidance limit on its first byte."""
+    error = first_step_error(matcher)
+    if error is None:
+        return
+    names = {label.rsplit(":", 1)[0] for label in enforced}
+    what = enforced[0].rsplit(":", 1)[1] if len(enforced) == 1 else "intersection of the regexes"
+    what = what.replace("regex[", "regex_patterns[")
+    raise ConstraintCompileError(f"{what}: {_explain(error)}", names.pop() if len(names) == 1 else None)
+
+
 def _check_sizes(c: PyConstraintIR, limits: CompileLimits) -> None:
     for label, text in [("json_schema", c.json_schema), ("grammar", c.grammar)] + [
         (f"regex_patterns[{i}]", p) for i, p in enumerate(c.regex_patterns)
@@ -496,7 +511,7 @@ def _compile(
     constraints: list[PyConstraintIR], limits: CompileLimits, schema_mode: str, closed_objects: bool
 ) -> CompiledConstraints:
     start = time.perf_counter()
-    structural: list[tuple[str, str]] = []  # (label, grammar) of JSON schemas and grammars
+    structural: list[tuple[str, str, llg.LLMatcher]] = []  # (label, grammar, matcher) of schemas and grammars
     regexes: list[tuple[str, str]] = []  # (label, lark lexeme)
     warnings: list[str] = []
     relaxed: list[str] = []
@@ -519,12 +534,13 @@ def _compile(
                     "(a $ref cycle without a base case?)",
                     c.name,
                 )
-            structural.append((f"{c.name}:json_schema", grammar))
+            structural.append((f"{c.name}:json_schema", grammar, matcher))
         if c.grammar is not None:
             grammar = part_grammar(c.name, "grammar", c.grammar)
-            if start_state(check_grammar(c.name, "grammar", grammar, limits)) == (False, False):
+            matcher = check_grammar(c.name, "grammar", grammar, limits)
+            if start_state(matcher) == (False, False):
                 raise ConstraintCompileError("grammar admits no output at all", c.name)
-            structural.append((f"{c.name}:grammar", grammar))
+            structural.append((f"{c.name}:grammar", grammar, matcher))
         for i, pattern in enumerate(c.regex_patterns):
             lexeme = regex_lexeme(c.name, i, pattern)
             check_grammar(
@@ -536,8 +552,8 @@ def _compile(
             regexes.append((f"{c.name}:regex[{i}]", lexeme))
 
     if structural:
-        (label, grammar), rest = structural[0], structural[1:] + regexes
-        enforced, validated_only = [label], [lab for lab, _ in rest]
+        (label, grammar, matcher), rest = structural[0], structural[1:] + regexes
+        enforced, validated_only = [label], [lab for lab, *_ in rest]
     elif regexes:
         lark = "start: ANANKE_RE\nANANKE_RE: " + " & ".join(lex for _, lex in regexes)
         grammar = llg.LLMatcher.grammar_from_lark(lark)
@@ -547,6 +563,8 @@ def _compile(
         enforced, validated_only = [lab for lab, _ in regexes], []
     else:
         grammar, enforced, validated_only = None, [], []
+    if grammar is not None:
+        _probe_first_step(matcher, enforced)
 
     return CompiledConstraints(
         hash=constraints_hash(constraints, schema_mode, closed_objects),
