@@ -89,7 +89,10 @@ def run(ctx: BenchContext) -> dict:
             name = tool["function"]["name"]
             named = {"type": "function", "function": {"name": name}}
             others = [tools[(index + k) % len(tools)] for k in (1, 2)]
-            declared = [tool, *(t for t in others if t["function"]["name"] != name)]
+            declared = [tool]
+            for other in others:  # names must be unique in a request: a repeated one is left out
+                if all(other["function"]["name"] != t["function"]["name"] for t in declared):
+                    declared.append(other)
             rows.append({"schema": picked[index].stem, "choice": "named", **_ask(url, [tool], named)})
             rows.append(
                 {"schema": picked[index].stem, "choice": "required", **_ask(url, declared, "required")}
