@@ -162,3 +162,21 @@ def test_time_budget():
 async def test_compile_error_from_client_is_runtime_error():
     with pytest.raises(RuntimeError, match="uniqueItems"):
         await Ananke("local").compile_constraints([PyConstraintIR("c", json_schema='{"uniqueItems": true}')])
+
+
+@pytest.mark.parametrize(
+    "error, status_class, named",
+    [
+        ("Parser Error: Current row has 20001 items; max is 2000", "ConstraintCompileError", "2000 Earley"),
+        ("lexer error: too many expressions constructed", "ConstraintCompileError", "lexer's work limit"),
+        ("too many states: 50001 >= 50000", "ConstraintCompileError", "50000 states"),
+        ("NoExtensionBias", "ConstraintCompileError", "dead end"),
+        ("<non-verbose/> internal: unexpected token id", "BackendError", "unexpected token id"),
+    ],
+)
+def test_a_matcher_error_mid_decode_is_blamed_on_its_cause(error, status_class, named):
+    """llguidance's limits are the constraint's fault (4xx); anything else after compiling is ours."""
+    from ananke.constraints.faults import decoding_error
+
+    found = decoding_error(error)
+    assert type(found).__name__ == status_class and named in str(found)

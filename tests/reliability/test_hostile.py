@@ -83,6 +83,8 @@ CASES: list[tuple[str, object, int, str]] = [
     ("nested counted repetitions", c(regex_patterns=["((a{100}){100}){100}"]), 400, "lexer"),
     ("20,000 alternatives in one rule",
      c(grammar="start: " + " | ".join(f'"w{i}"' for i in range(20_000))), 400, "Earley items"),
+    # found only while decoding: after "ab" no token can continue (x derives no string)
+    ("grammar with a dead end after a prefix", c(grammar='start: "ab" x\nx: x "c"'), 400, "dead end"),
     ("schema not JSON", c(json_schema="{type: object"), 400, "not valid JSON"),
     ("schema not an object", c(json_schema="[1, 2]"), 400, "object or boolean"),
     ("schema with unsupported keyword", c(json_schema='{"not": {"type": "null"}}'), 400, "not"),

@@ -102,4 +102,9 @@ def decoding_error(error: str) -> AnankeError:
     fault = constraint_fault(error)
     if fault is not None:
         return ConstraintCompileError(f"while decoding, {fault}")
+    if "NoExtensionBias" in error:  # an empty mask: nothing may follow, yet the output is not complete
+        return ConstraintCompileError(
+            "while decoding, the constraint reached a dead end: no token can continue the output "
+            'and it is not complete (a rule that derives no string, such as x: x "c"?)'
+        )
     return BackendError(f"the token matcher failed: {error.replace('<non-verbose/>', '').strip()}")

@@ -12,7 +12,10 @@ already known, so the mask does not wait for the logits. Then each sequence samp
 masked logits, and llguidance's forced tokens are queued for the next batch.
 
 Requests beyond the slot count wait in a FIFO queue. A cancelled job leaves at the next step
-and its KV cache is freed.
+and its KV cache is freed. Per-job grammar work — the matcher over the model's vocabulary, its
+first mask, the shortest output and the budget's byte-level mirror — is done by `submit`, on the
+caller's thread, so a large constraint never stalls the sequences already decoding. A matcher
+that trips an llguidance limit fails its own request with a 4xx (constraints/faults.py).
 
 Constrained sequences finish within their budget (engines/steering.py): near the end of
 `max_tokens` a sampled token is kept only if a completion still fits after it (else the next
@@ -41,6 +44,7 @@ import numpy as np
 
 from ananke.config import env_int
 from ananke.constraints.compiler import CompiledConstraints, CompileLimits
+from ananke.constraints.faults import constraint_fault, decoding_error
 from ananke.engines.base import GenerationResult
 from ananke.engines.model import (
     LoadedModel,
@@ -61,7 +65,7 @@ from ananke.engines.steering import (
 )
 from ananke.errors import BackendError, ConfigurationError, ConstraintCompileError, InvalidRequestError
 from ananke.prompting import build_messages
-from ananke.threads import big_stacks, start_big_stack_thread
+from ananke.threads import big_stacks, call_with_big_stack, start_big_stack_thread
 from ananke.types import SAMPLING_FIELDS, PyGenerationRequest
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,16 @@ class Job:
     loop_guard: bool = True
     cancelled: threading.Event = field(default_factory=threading.Event)
     start: tuple[int, bytes] | None = None  # the shortest output found (tokens, bytes); by submit
+    prepared: _Prepared | None = None  # the grammar's per-job state; by submit
+
+
+@dataclass(eq=False)
+class _Prepared:
+    """A job's grammar state, built by `submit` before the job is queued."""
+
+    matcher: llg.LLMatcher
+    first_mask: np.ndarray  # the fresh matcher's mask, computed while preparing
+    budget: Budget
 
 
 @dataclass(eq=False)
@@ -128,6 +142,7 @@ class _Seq:
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     budget: Budget | None = None
+    ready_mask: np.ndarray | None = None  # the first mask, computed by submit
     counts: Counter = field(default_factory=Counter)  # output tokens, for the penalties
     budget_closed: bool = False
     closing_tokens: int = 0
@@ -231,23 +246,54 @@ class LlamaCppRunner:
         return found
 
     def submit(self, job: Job) -> None:
-        """Queue a job; InvalidRequestError when it cannot fit. May search (ms): not on a loop."""
+        """Prepare and queue a job; InvalidRequestError when it cannot fit, ConstraintCompileError
+        when its grammar trips a limit over the model's vocabulary. Blocking (ms, up to the compile
+        time budget for a huge grammar): call it off the event loop, never on the scheduler."""
         self.check_fits(len(job.prompt_tokens), job.max_tokens)
         if not job.prompt_tokens:
             raise InvalidRequestError("the prompt tokenised to nothing")
         if job.grammar is not None:
-            job.start = self.shortest_output(job.grammar)
-            if job.start is not None and job.start[0] > job.max_tokens:
-                tokens, text = job.start
-                shown = text.decode("utf-8", errors="replace")
-                shown = shown if len(shown) <= 120 else shown[:117] + "..."
-                raise InvalidRequestError(
-                    f"max_tokens={job.max_tokens} cannot hold a complete output: the shortest one "
-                    f"found for this constraint takes {tokens} tokens ({shown!r}); raise max_tokens "
-                    f"to at least {tokens}"
-                )
+            budget_s = CompileLimits().time_budget_s
+            try:  # llguidance recurses over deep grammars: a big stack, as for compiling
+                call_with_big_stack(lambda: self._prepare(job), budget_s, "ananke-prepare")
+            except TimeoutError:
+                raise ConstraintCompileError(
+                    f"preparing the constraint for {self.model.name}'s vocabulary exceeded the time "
+                    f"budget of {budget_s:g} s"
+                ) from None
         self._queue.put(job)
         self._wake.set()
+
+    def _prepare(self, job: Job) -> None:
+        """The job's matcher and first mask, its shortest output and budget (see submit)."""
+        assert job.grammar is not None
+        matcher = self._new_matcher(job.grammar)
+        first_mask = np.zeros(self._words, dtype=np.int32)
+        if not matcher.is_error():
+            matcher.unsafe_compute_mask_ptr(first_mask.ctypes.data, first_mask.nbytes)
+        if matcher.is_error():  # over the model's vocabulary, beyond what compiling checked
+            error = matcher.get_error()
+            raise ConstraintCompileError(
+                constraint_fault(error) or error.replace("<non-verbose/>", "").strip()
+            )
+        job.start = self.shortest_output(job.grammar)
+        if job.start is not None and job.start[0] > job.max_tokens:
+            tokens, text = job.start
+            shown = text.decode("utf-8", errors="replace")
+            shown = shown if len(shown) <= 120 else shown[:117] + "..."
+            raise InvalidRequestError(
+                f"max_tokens={job.max_tokens} cannot hold a complete output: the shortest one "
+                f"found for this constraint takes {tokens} tokens ({shown!r}); raise max_tokens "
+                f"to at least {tokens}"
+            )
+        budget = Budget(job.grammar, self.tokenize_bytes)
+        if job.start is not None:
+            budget.advance(b"", job.start[1])
+        job.prepared = _Prepared(matcher, first_mask, budget)
+
+    def _new_matcher(self, grammar: str) -> llg.LLMatcher:
+        """A matcher over the model's vocabulary (a seam: tests slow it down to watch the scheduler)."""
+        return llg.LLMatcher(self.tokenizer, grammar, log_level=0, limits=self._limits)
 
     # ------------------------------------------------------------------ scheduler
 
@@ -278,23 +324,18 @@ class LlamaCppRunner:
                 return
             if job.cancelled.is_set():
                 continue
-            matcher = None
-            if job.grammar is not None:
-                matcher = llg.LLMatcher(self.tokenizer, job.grammar, log_level=0, limits=self._limits)
-                if matcher.is_error():
-                    job.on_done(None, ConstraintCompileError(matcher.get_error()))
-                    continue
+            prepared = job.prepared
             seq_id = max(
                 self._free_seq_ids, key=lambda s: _common_prefix(self._slot_tokens[s], job.prompt_tokens)
             )
             self._free_seq_ids.remove(seq_id)
             reused = self._reuse_prefix(seq_id, job.prompt_tokens)
+            matcher = prepared.matcher if prepared else None
             seq = _Seq(job, seq_id, matcher, np.random.default_rng(job.seed), job.prompt_tokens[reused:])
             seq.n_past = seq.cached_tokens = reused
-            if job.grammar is not None:
-                seq.budget = Budget(job.grammar, self.tokenize_bytes)
-                if job.start is not None:
-                    seq.budget.advance(b"", job.start[1])
+            if prepared is not None:
+                seq.budget, seq.ready_mask = prepared.budget, prepared.first_mask
+                job.prepared = None  # the sequence owns them now
             self._active.append(seq)
 
     def _reuse_prefix(self, seq_id: int, prompt: list[int]) -> int:
@@ -378,7 +419,10 @@ class LlamaCppRunner:
                 continue
             row = self._masks[seq.seq_id]
             t0 = time.perf_counter()
-            seq.matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
+            if seq.ready_mask is not None:  # the first one, from submit
+                row[:], seq.ready_mask = seq.ready_mask, None
+            else:
+                seq.matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
             seq.mask_times_us.append((time.perf_counter() - t0) * 1e6)
             if seq.budget is not None:  # a stale completion is searched here, beside the forward pass
                 seq.budget.tight(seq.job.max_tokens - len(seq.output))
@@ -459,9 +503,17 @@ class LlamaCppRunner:
         """Emit the budget's completion and finish ("length" if it could not be forced)."""
         assert seq.matcher is not None and seq.budget is not None
         piece = seq.budget.closing_piece()
-        if piece is None or self._force(seq, piece) is None:
+        forced = None if piece is None else self._force(seq, piece)
+        if seq.matcher.is_error():
+            return self._fail(seq)
+        if forced is None:
             return self._finish(seq, "length", None)
         return self._finish(seq, "stop" if seq.matcher.is_accepting() else "length", None)
+
+    def _fail(self, seq: _Seq) -> None:
+        """Finish with the matcher's error: a limit is the constraint's fault (4xx), else ours."""
+        assert seq.matcher is not None
+        self._finish(seq, None, decoding_error(seq.matcher.get_error()))
 
     def _break_loop(self, seq: _Seq, period: int) -> list[int]:
         """Steer out of a loop: force the completion up to the end of the current string (a loop
@@ -493,6 +545,8 @@ class LlamaCppRunner:
                 return self._finish(seq, "length", None)
             seq.pending = [token]
             return None
+        if matcher.is_error():  # the mask (or forced tokens) tripped a limit
+            return self._fail(seq)
         witness = None
         if budget is not None and budget.tight(job.max_tokens - len(seq.output)):
             token, witness = self._fit(seq, token, logits, job.max_tokens - len(seq.output))
@@ -500,12 +554,15 @@ class LlamaCppRunner:
                 seq.budget_closed = True
                 return self._force_closing(seq)
         if token in self.model.stop_tokens and not matcher.is_accepting():
-            # llguidance offers only the end token when nothing can extend the output
-            return self._finish(
-                seq, None, BackendError("the constraint reached a dead end: no token can continue")
+            # llguidance offers only the end token when nothing can extend the output: a rule
+            # that derives no string, reached after a prefix the grammar allowed
+            dead_end = ConstraintCompileError(
+                f"the constraint reached a dead end after {len(seq.output)} tokens: no token can "
+                "continue the output and it is not complete (a rule that derives no string?)"
             )
+            return self._finish(seq, None, dead_end)
         if not matcher.consume_token(token):
-            return self._finish(seq, None, BackendError(f"grammar rejected token: {matcher.get_error()}"))
+            return self._fail(seq)
         if matcher.is_stopped():  # the end token, or the grammar cannot continue
             if token not in self.model.stop_tokens:
                 self._emit(seq, [token])
@@ -517,7 +574,8 @@ class LlamaCppRunner:
             return self._finish(seq, "stop" if matcher.is_accepting() else "length", None)
         forced = matcher.compute_ff_tokens()[: job.max_tokens - len(seq.output)]
         if forced:
-            matcher.consume_tokens(forced)
+            if not matcher.consume_tokens(forced):
+                return self._fail(seq)
             seq.forced += len(forced)
             self._emit(seq, forced)
             if budget is not None:
@@ -529,6 +587,8 @@ class LlamaCppRunner:
         period = repeating(seq.output, seq.last_intervention) if job.loop_guard and budget else 0
         if period:
             forced += self._break_loop(seq, period)
+            if matcher.is_error():
+                return self._fail(seq)
             if matcher.is_stopped():
                 return self._finish(seq, "stop", None)
             if len(seq.output) >= job.max_tokens:
@@ -657,12 +717,15 @@ class LlamaCppEngine:
             on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
             loop_guard=request.loop_guard,
         )  # fmt: skip
-        await asyncio.to_thread(runner.submit, job)  # may search the shortest output (ms)
+        try:
+            await asyncio.to_thread(runner.submit, job)  # prepares the grammar (ms)
+        except ConstraintCompileError as exc:
+            raise _blame(exc, compiled) from None
         try:
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
-                    raise event
+                    raise _blame(event, compiled)
                 if isinstance(event, JobResult):
                     yield GenerationResult(
                         text=event.text,
@@ -693,6 +756,14 @@ class LlamaCppEngine:
 
     async def aclose(self) -> None:
         return None  # the runner is shared by the process; it lives as long as it does
+
+
+def _blame(error: BaseException, compiled: CompiledConstraints) -> BaseException:
+    """A constraint error from the runner, naming the enforced constraint when there is one."""
+    names = {label.rsplit(":", 1)[0] for label in compiled.enforced}
+    if isinstance(error, ConstraintCompileError) and error.constraint is None and len(names) == 1:
+        return ConstraintCompileError(error.reason, names.pop())
+    return error
 
 
 def from_options(model: str | None, **_gpu_options: object) -> LlamaCppEngine:
