@@ -35,3 +35,15 @@ def test_long_fuzzing():
 
 def test_long_schemathesis():
     _run(["-m", "pytest", "-q", "tests/reliability/test_schemathesis.py"], ANANKE_SCHEMATHESIS_EXAMPLES="500")
+
+
+def test_whole_corpus_gets_one_answer_each(tmp_path):
+    """Every maskbench and JSON-Schema-Test-Suite schema, strict and relaxed, through the service:
+    a 4xx naming why or a judged 200 each; no 5xx, no request without an answer, no crash."""
+    import json
+
+    _run(["-m", "ananke", "bench", "corpus", "--out", str(tmp_path)])
+    summary = json.loads((tmp_path / "results" / "corpus.json").read_text())["summary"]
+    assert summary["items"] == summary["answered"] > 12_000
+    assert summary["server_errors_5xx"] == summary["no_answer"] == summary["crashes"] == 0
+    assert summary["ok_judged_by_validator"] == summary["ok_200"]
