@@ -431,14 +431,14 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             admitted["count"] -= 1
 
     async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-        """Run `work`; cancel it when the client goes away (its generation then stops)."""
+        """Run `work`; cancel it when the client goes away (its generation then stops): None."""
         task = asyncio.ensure_future(work)
         while not task.done():
             done, _ = await asyncio.wait({task}, timeout=0.25)
             if not done and await request.is_disconnected():
                 task.cancel()
                 log.info("client disconnected; generation %s cancelled", request.state.request_id)
-        return task.result()
+        return None if task.cancelled() else task.result()
 
     # ------------------------------------------------------------------ routes
 
@@ -469,6 +469,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             raise AnankeError("the engine ended without a result")
 
         result = await until_disconnect(request, collect())
+        if result is None:  # nobody is listening: a quiet close, not a server error in the log
+            return Response(status_code=499)
         # serialised once here; letting FastAPI re-validate it against response_model costs ~0.3 ms
         return Response(result.model_dump_json(), media_type="application/json")
 

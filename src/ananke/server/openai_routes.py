@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ananke.constraints import tools as tooling
@@ -365,6 +365,8 @@ def add_openai_routes(app: FastAPI, pipeline: Pipeline) -> None:
             raise AnankeError("the engine ended without a result")
 
         result = await pipeline.until_disconnect(request, collect())
+        if result is None:  # the client left; nobody reads an answer
+            return Response(status_code=499)
         return JSONResponse(_completion(result, ident, model, chat, tool_mode))
 
     @app.get("/v1/models")
