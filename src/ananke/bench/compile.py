@@ -18,6 +18,7 @@ import re
 import time
 from collections import Counter
 
+from ananke.bench import xgrammar_peer
 from ananke.bench.common import (
     BenchContext,
     header,
@@ -30,7 +31,6 @@ from ananke.bench.common import (
     update_results_md,
     write_report,
 )
-from ananke.bench.isolate import Isolated
 from ananke.bench.tasks import maskbench_files
 
 QUICK_FILES = 200
@@ -54,20 +54,6 @@ def raw_llguidance_ms(text: str) -> float | None:
         failed = True
     ms = (time.perf_counter() - start) * 1000
     return None if failed else ms
-
-
-def xgrammar_rows(texts: list[str]) -> tuple[list[dict], dict]:
-    """XGrammar's compile of each text in an isolated child; ({...} per text, run facts)."""
-    from ananke.bench import xgrammar_peer
-    from ananke.engines.model import default_model_path
-
-    if xgrammar_peer.version() is None:
-        return [], {"skipped": "xgrammar is not installed (pip install -e '.[xgrammar]')"}
-    with Isolated("ananke.bench.xgrammar_peer:compile_worker", (str(default_model_path()),)) as peer:
-        with progress("compile (xgrammar)", len(texts)) as advance:
-            rows = peer.map(texts, advance)
-        facts = {"version": xgrammar_peer.version(), "crashes": peer.crashes, "start_error": peer.start_error}
-    return rows, facts
 
 
 def failure_reasons(reason: str) -> list[str]:
@@ -131,7 +117,7 @@ def run(ctx: BenchContext) -> dict:
         loop.close()
 
     texts = [json.dumps(json.loads(path.read_text())["schema"]) for path in files]
-    xgr_rows, xgr_facts = xgrammar_rows(texts)
+    xgr_rows, xgr_facts = xgrammar_peer.run_isolated("compile_worker", texts, "compile (xgrammar)")
     for row, xgr in zip(rows, xgr_rows, strict=False):
         row["xgrammar"] = xgr
 

@@ -5,6 +5,11 @@ each instance the data labels valid or invalid. An invalid instance accepted is 
 (must be 0) — unless the compile announced a `format` it does not enforce (an annotation, with a
 warning) and the validator rejects the instance: that is counted apart, as
 `invalid_admitted_format_caught`. Used by tests/test_compliance.py too, on a sample.
+
+XGrammar (when installed) gets the same schemas and the same token ids in a child process with a
+memory and time limit (ananke.bench.isolate; a crash is counted), compiled as the schema is written
+(`strict_mode=False`, compact JSON): per data set, schemas compiled and instances accepted or
+rejected, the stop token included (the output must be able to end there).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ananke.bench import xgrammar_peer
 from ananke.bench.common import BenchContext, header, progress, table, update_results_md, write_report
 from ananke.bench.tasks import maskbench_files
 
@@ -64,6 +70,11 @@ def jsts_cases(directory: Path) -> list[Case]:
     return cases
 
 
+def compact(instance: Any) -> str:
+    """The instance as the matchers are fed it (in the model's tokens): compact JSON."""
+    return json.dumps(instance, separators=(",", ":"), ensure_ascii=False)
+
+
 def check_cases(cases: list[Case], tokenizer, advance=None) -> Outcome:
     """Compile each case's schema and run its instances through a fresh matcher."""
     import llguidance as llg
@@ -88,7 +99,7 @@ def check_cases(cases: list[Case], tokenizer, advance=None) -> Outcome:
             if initial.is_error():
                 raise RuntimeError(f"{case.label}: compiled grammar rejected: {initial.get_error()}")
             for instance, valid in case.tests:
-                text = json.dumps(instance, separators=(",", ":"), ensure_ascii=False)
+                text = compact(instance)
                 matcher = initial.deep_copy()
                 accepted = matcher.consume_tokens(tokenizer.tokenize_str(text)) and matcher.is_accepting()
                 caught = (
@@ -106,6 +117,35 @@ def check_cases(cases: list[Case], tokenizer, advance=None) -> Outcome:
         if advance:
             advance()
     return outcome
+
+
+def xgrammar_counts(cases: list[Case], results: list[dict]) -> dict:
+    """XGrammar's answers (compliance_worker) counted the way Ananke's are."""
+    counts = Counter(schemas=len(cases))
+    for case, result in zip(cases, results, strict=True):
+        if "accepted" not in result:
+            error = result.get("error", "")
+            counts["compile_errors" if "compile_error" in result else
+                   "crashes" if error.startswith("crash") else "errors"] += 1  # fmt: skip
+            continue
+        counts["compiled"] += 1
+        for (_, valid), accepted in zip(case.tests, result["accepted"], strict=True):
+            counts[f"{'valid' if valid else 'invalid'}_{'accepted' if accepted else 'rejected'}"] += 1
+    return dict(counts)
+
+
+def run_xgrammar(suites: dict[str, list[Case]], tokenizer) -> dict:
+    """XGrammar on every case of every data set: counts per data set, its version and crashes."""
+    cases = [case for suite in suites.values() for case in suite]
+    items = [(json.dumps(c.schema), [tokenizer.tokenize_str(compact(i)) for i, _ in c.tests]) for c in cases]
+    results, facts = xgrammar_peer.run_isolated("compliance_worker", items, "compliance (xgrammar)")
+    if "skipped" in facts:
+        return facts
+    by_suite, start = dict(facts), 0
+    for name, suite in suites.items():
+        by_suite[name] = xgrammar_counts(suite, results[start : start + len(suite)])
+        start += len(suite)
+    return by_suite
 
 
 def _rows(groups: dict[str, dict]) -> list[list]:
@@ -138,6 +178,7 @@ def run(ctx: BenchContext) -> dict:
     with progress("compliance", sum(len(c) for c in suites.values())) as advance:
         for name, cases in suites.items():
             outcomes[name] = check_cases(cases, tokenizer, advance)
+    xgrammar = run_xgrammar(suites, tokenizer)
 
     summary = {}
     for name, outcome in outcomes.items():
@@ -152,6 +193,7 @@ def run(ctx: BenchContext) -> dict:
             "invalid_admitted_format_caught": total["invalid_admitted_format_caught"],
             "unsupported_keywords": dict(_keywords(outcome).most_common()),
         }
+    summary["xgrammar"] = xgrammar
     raw = {
         "groups": {name: {g: dict(c) for g, c in o.counts.items()} for name, o in outcomes.items()},
         "false_accepts": {name: o.false_accepts for name, o in outcomes.items()},
@@ -163,6 +205,33 @@ def run(ctx: BenchContext) -> dict:
 
     write_markdown(ctx, report)
     return {name: {k: v for k, v in s.items() if k != "unsupported_keywords"} for name, s in summary.items()}
+
+
+def xgrammar_section(summary: dict) -> str:
+    """Ananke and XGrammar side by side per data set, or the line saying why XGrammar did not run."""
+    xgr = summary.get("xgrammar", {"skipped": "XGrammar was not run"})
+    if "skipped" in xgr:
+        return f"_{xgr['skipped']}._\n"
+    rows = []
+    for name in ("maskbench", "json-schema-test-suite"):
+        for matcher, c in [("Ananke", summary[name]), (f"XGrammar {xgr['version']}", xgr[name])]:
+            c = Counter(c)
+            valid = c["valid_accepted"] + c["valid_rejected"]
+            invalid = c["invalid_accepted"] + c["invalid_rejected"] + c["invalid_admitted_format_caught"]
+            rows.append([
+                name, matcher, c["schemas"], c["compiled"], f"{c['valid_accepted']}/{valid}",
+                f"{c['invalid_accepted']}/{invalid}", c["crashes"],
+            ])  # fmt: skip
+    columns = ["data set", "matcher", "schemas", "compiled", "valid accepted", "invalid accepted", "crashes"]
+    return f"""Same schemas, same SmolLM2 token ids, XGrammar compiled as the schema is written
+(`strict_mode=False`, compact separators), a fresh `GrammarMatcher` per instance: accepted = every
+token accepted and then the stop token. Each side counts instances of the schemas it compiled
+(Ananke's invalid instances include those its validator catches for an unenforced `format`).
+XGrammar keeps object properties in the schema's order (`any_order=False`, its default), so a
+valid instance with its keys in another order is rejected. XGrammar ran in a child process with a
+memory and time limit; crashes: {xgr["crashes"]}.
+
+{table(columns, rows)}"""
 
 
 def write_markdown(ctx: BenchContext, report: dict) -> None:
@@ -198,6 +267,9 @@ because a `format` llguidance lacks was announced as unenforced, and rejected by
 
 False accepts (all data sets):{listed}
 
+### XGrammar beside Ananke
+
+{xgrammar_section(report["summary"])}
 ### JSON-Schema-Test-Suite draft 2020-12, per keyword file
 
 A file passes when every schema in it compiles and every instance gets the right answer. A refused

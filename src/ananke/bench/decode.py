@@ -3,12 +3,21 @@
 Reports tok/s both ways and their ratio, token-mask time per token (p50/p99) and the share of
 fast-forwarded tokens. Runs alternate (unconstrained, constrained, unconstrained, …) so machine
 noise hits both sides.
+
+Then each constrained output's token ids are replayed through XGrammar (when installed; same GGUF
+vocabulary, strict mode like Ananke's closed objects, compact JSON) in a child process with a
+memory and time limit (ananke.bench.isolate), timing `fill_next_token_bitmask` at every state
+along the output: XGrammar's mask p50/p99 beside Ananke's. A token XGrammar refuses ends that
+replay and is counted.
 """
 
 from __future__ import annotations
 
 import threading
 
+import numpy as np
+
+from ananke.bench import xgrammar_peer
 from ananke.bench.common import (
     BenchContext,
     header,
@@ -79,12 +88,12 @@ def run(ctx: BenchContext) -> dict:
         if shortest is not None and shortest[0] > MAX_TOKENS:  # the engine refuses it: no output fits
             too_long.append(f"{task.name} ({shortest[0]} tokens)")
             continue
-        prepared.append((task.name, render_prompt(engine, request), grammar))
-    run_job(engine, prepared[0][1], None)  # warm-up
+        prepared.append((task.name, task.schema, render_prompt(engine, request), grammar))
+    run_job(engine, prepared[0][2], None)  # warm-up
 
     rows = []
     with progress("decode", len(prepared)) as advance:
-        for name, prompt, grammar in prepared:
+        for name, _, prompt, grammar in prepared:
             free = run_job(engine, prompt, None)
             bound = run_job(engine, prompt, grammar)
             rows.append(
@@ -95,10 +104,16 @@ def run(ctx: BenchContext) -> dict:
                     **side("constrained", bound),
                     "forced_tokens": bound.forced_tokens,
                     "mask_times_us": [round(t, 1) for t in bound.mask_times_us],
+                    "constrained_token_ids": list(bound.tokens),
                     "finish_reason": bound.finish_reason,
                 }
             )
             advance()
+
+    replays = [(task[1], row["constrained_token_ids"]) for task, row in zip(prepared, rows, strict=True)]
+    xgr_rows, xgr_facts = xgrammar_peer.run_isolated("replay_worker", replays, "decode (xgrammar replay)")
+    for row, xgr in zip(rows, xgr_rows, strict=False):
+        row["xgrammar"] = xgr
 
     free_tps, bound_tps = rate(rows, "unconstrained"), rate(rows, "constrained")
     masks = [t for r in rows for t in r["mask_times_us"]]
@@ -111,6 +126,7 @@ def run(ctx: BenchContext) -> dict:
         "forced_share": round(
             sum(r["forced_tokens"] for r in rows) / max(1, sum(r["constrained_tokens"] for r in rows)), 3
         ),
+        "xgrammar": xgrammar_summary(xgr_rows, xgr_facts),
     }
     settings = {
         "model": engine.model.name,
@@ -123,19 +139,57 @@ def run(ctx: BenchContext) -> dict:
         "threads": engine.settings.threads,
     }
     report = write_report(ctx, "decode", settings, summary, {"rows": rows})
-    write_markdown(ctx, report, masks)
+    xgr_masks = [t for r in xgr_rows for t in r.get("mask_times_us", [])]
+    write_markdown(ctx, report, {"Ananke": masks, "XGrammar (replay)": xgr_masks})
     return summary
 
 
-def write_markdown(ctx: BenchContext, report: dict, masks: list[float]) -> None:
+def xgrammar_summary(rows: list[dict], facts: dict) -> dict:
+    """XGrammar's replays (replay_worker) summed up, or why they did not run."""
+    if "skipped" in facts:
+        return facts
+    masks = [t for r in rows for t in r.get("mask_times_us", [])]
+    return {
+        "version": facts["version"],
+        "mask_p50_us": round(pct(masks, 50), 1),
+        "mask_p99_us": round(pct(masks, 99), 1),
+        "masks": len(masks),
+        "rejected_tokens": sum("rejected_at" in r for r in rows),
+        "compile_errors": sum("compile_error" in r for r in rows),
+        "crashes": facts["crashes"],
+    }
+
+
+def xgrammar_line(s: dict) -> str:
+    """XGrammar's replay beside Ananke's masks in a sentence, or the line saying why it did not run."""
+    xgr = s.get("xgrammar", {"skipped": "XGrammar was not run"})
+    if "skipped" in xgr:
+        return f"{xgr['skipped']}."
+    return (
+        f"XGrammar {xgr['version']}, replaying each constrained output above ({xgr['masks']} masks): "
+        f"mask p50 **{xgr['mask_p50_us']} µs**, p99 **{xgr['mask_p99_us']} µs** (Ananke: p50 "
+        f"{s['mask_p50_us']} µs, p99 {s['mask_p99_us']} µs). XGrammar masks every state from the "
+        "start to the end of the output; Ananke only where it samples (fast-forwarded tokens need "
+        "none) and its first mask is computed when the job is submitted (the time here is its "
+        "copy). Tokens of Ananke's output "
+        f"XGrammar refused (ending that replay): {xgr['rejected_tokens']}; schemas it did not "
+        f"compile: {xgr['compile_errors']}; crashes: {xgr['crashes']}."
+    )
+
+
+def write_markdown(ctx: BenchContext, report: dict, masks: dict[str, list[float]]) -> None:
     s, settings = report["summary"], report["settings"]
 
     def draw(plt):
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.hist([max(m, 1) for m in masks], bins=40, color="#4477aa")
+        values = [max(m, 1) for series in masks.values() for m in series]
+        bins = np.geomspace(1, max(values, default=2), 41)
+        for (label, series), color in zip(masks.items(), ["#4477aa", "#aa3377"], strict=False):
+            if series:
+                ax.hist([max(m, 1) for m in series], bins=bins, color=color, alpha=0.6, label=label)
         ax.set_xscale("log")
         for value, label, style in [(s["mask_p50_us"], "p50", "-"), (s["mask_p99_us"], "p99", "--")]:
-            ax.axvline(value, color="black", linestyle=style, label=f"{label} {value} µs")
+            ax.axvline(value, color="black", linestyle=style, label=f"Ananke {label} {value} µs")
         for value, label in [(100, "p50 target"), (600, "p99 target")]:
             ax.axvline(value, color="#cc3311", linestyle=":", label=f"{label} {value} µs")
         ax.set_xlabel("mask time per token (µs, log scale)")
@@ -163,5 +217,7 @@ budget's completion searches. Left out, because no complete output of theirs fit
 (the engine refuses them): {", ".join(settings.get("skipped_shortest_output_over_max_tokens", [])) or "none"}.
 
 {table(["metric", "value", "target", ""], rows)}
+{xgrammar_line(s)}
+
 {save_plot(ctx, "decode", draw)}"""
     update_results_md(ctx, "decode", text)
