@@ -170,8 +170,8 @@ def xgrammar_line(s: dict) -> str:
         f"mask p50 **{xgr['mask_p50_us']} µs**, p99 **{xgr['mask_p99_us']} µs** (Ananke: p50 "
         f"{s['mask_p50_us']} µs, p99 {s['mask_p99_us']} µs). XGrammar masks every state from the "
         "start to the end of the output; Ananke only where it samples (fast-forwarded tokens need "
-        "none) and its first mask is computed when the job is submitted (the time here is its "
-        "copy). Tokens of Ananke's output "
+        "none; its first mask is computed, and timed, when the job is submitted). Tokens of "
+        "Ananke's output "
         f"XGrammar refused (ending that replay): {xgr['rejected_tokens']}; schemas it did not "
         f"compile: {xgr['compile_errors']}; crashes: {xgr['crashes']}."
     )

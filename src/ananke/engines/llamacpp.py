@@ -122,6 +122,7 @@ class _Prepared:
 
     matcher: llg.LLMatcher
     first_mask: np.ndarray  # the fresh matcher's mask, computed while preparing
+    first_mask_us: float  # and its time, counted with the other masks
     budget: Budget
 
 
@@ -142,7 +143,7 @@ class _Seq:
     started: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
     budget: Budget | None = None
-    ready_mask: np.ndarray | None = None  # the first mask, computed by submit
+    ready_mask: tuple[np.ndarray, float] | None = None  # the first mask and its µs, from submit
     counts: Counter = field(default_factory=Counter)  # output tokens, for the penalties
     budget_closed: bool = False
     closing_tokens: int = 0
@@ -269,8 +270,10 @@ class LlamaCppRunner:
         assert job.grammar is not None
         matcher = self._new_matcher(job.grammar)
         first_mask = np.zeros(self._words, dtype=np.int32)
+        t0 = time.perf_counter()
         if not matcher.is_error():
             matcher.unsafe_compute_mask_ptr(first_mask.ctypes.data, first_mask.nbytes)
+        first_mask_us = (time.perf_counter() - t0) * 1e6
         if matcher.is_error():  # over the model's vocabulary, beyond what compiling checked
             error = matcher.get_error()
             raise ConstraintCompileError(
@@ -289,7 +292,7 @@ class LlamaCppRunner:
         budget = Budget(job.grammar, self.tokenize_bytes)
         if job.start is not None:
             budget.advance(b"", job.start[1])
-        job.prepared = _Prepared(matcher, first_mask, budget)
+        job.prepared = _Prepared(matcher, first_mask, first_mask_us, budget)
 
     def _new_matcher(self, grammar: str) -> llg.LLMatcher:
         """A matcher over the model's vocabulary (a seam: tests slow it down to watch the scheduler)."""
@@ -334,7 +337,8 @@ class LlamaCppRunner:
             seq = _Seq(job, seq_id, matcher, np.random.default_rng(job.seed), job.prompt_tokens[reused:])
             seq.n_past = seq.cached_tokens = reused
             if prepared is not None:
-                seq.budget, seq.ready_mask = prepared.budget, prepared.first_mask
+                seq.budget = prepared.budget
+                seq.ready_mask = prepared.first_mask, prepared.first_mask_us
                 job.prepared = None  # the sequence owns them now
             self._active.append(seq)
 
@@ -418,12 +422,13 @@ class LlamaCppRunner:
             if seq.matcher is None:
                 continue
             row = self._masks[seq.seq_id]
-            t0 = time.perf_counter()
-            if seq.ready_mask is not None:  # the first one, from submit
-                row[:], seq.ready_mask = seq.ready_mask, None
+            if seq.ready_mask is not None:  # the first one, computed (and timed) by submit
+                (row[:], took_us), seq.ready_mask = seq.ready_mask, None
             else:
+                t0 = time.perf_counter()
                 seq.matcher.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
-            seq.mask_times_us.append((time.perf_counter() - t0) * 1e6)
+                took_us = (time.perf_counter() - t0) * 1e6
+            seq.mask_times_us.append(took_us)
             if seq.budget is not None:  # a stale completion is searched here, beside the forward pass
                 seq.budget.tight(seq.job.max_tokens - len(seq.output))
 
