@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ananke-installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-repeat lint bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,21 @@ test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/python -m pytest
+
+# The suite three times in a row, each from a fresh clone of HEAD beside this one (so ../shared is
+# found): normally, slowed (next to one busy loop per core), normally. No test may depend on how
+# fast the machine decodes; this is how that is checked.
+test-repeat:
+	@set -e; for run in 1-normal 2-slowed 3-normal; do \
+	  dir="$(CURDIR)/../.ananke-test-$$run"; rm -rf "$$dir"; git clone -q "$(CURDIR)" "$$dir"; \
+	  hogs=""; if [ "$$run" = 2-slowed ]; then \
+	    for i in $$(seq $$(nproc)); do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; fi; \
+	  echo "== run $$run in $$dir (busy loops:$${hogs:- none})"; \
+	  status=0; (cd "$$dir" && $(MAKE) --no-print-directory test) || status=$$?; \
+	  [ -z "$$hogs" ] || kill $$hogs; \
+	  [ $$status -eq 0 ] || { echo "== run $$run FAILED (its clone is kept: $$dir)"; exit $$status; }; \
+	  rm -rf "$$dir"; \
+	done; echo "== three runs passed"
 
 bench: setup
 	$(BIN)/ananke bench all
