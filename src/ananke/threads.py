@@ -4,12 +4,16 @@ llguidance recurses over a grammar's nesting; on the default 8 MiB thread stack 
 5,000 nested rules (well under the 1 MiB input cap) overflows it, and a stack overflow in native
 code kills the whole process. Every thread that builds or runs a matcher is therefore started
 with STACK_BYTES of stack (virtual memory: only the pages touched are ever committed).
+
+The workers that compile, prepare and validate run at a lower CPU priority than the decoding
+thread: on a machine with few cores a pathological compile must not slow the other requests.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +44,23 @@ def start_big_stack_thread(target: Callable[[], Any], name: str) -> threading.Th
     return thread
 
 
+GRAMMAR_WORK_NICE = 10  # how much lower than the process the grammar workers run
+
+
+def yield_cpu_to_decoding() -> None:
+    """Lower this thread's CPU priority (Linux: a thread is a task with its own nice value), so
+    a long compile or mask preparation never slows the sequences decoding on the same cores."""
+    if sys.platform != "linux":  # elsewhere setpriority(PRIO_PROCESS, id) names a process
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + GRAMMAR_WORK_NICE)
+        )
+    except OSError:  # a sandbox that forbids it: run at the process's priority
+        pass
+
+
 class _Workers:
     """Idle big-stack daemon threads, reused: starting a thread with a 1 GiB stack costs about
     0.25 ms, as much as compiling a small schema. A job that finds no idle worker starts a new
@@ -63,6 +84,7 @@ class _Workers:
         inbox.put(job)
 
     def _serve(self, inbox: queue.SimpleQueue) -> None:
+        yield_cpu_to_decoding()
         while True:
             inbox.get()()
             with self._lock:

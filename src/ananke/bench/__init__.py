@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "prompt": "ananke.bench.prompt",
     "service": "ananke.bench.service",
     "load": "ananke.bench.load",
+    "isolation": "ananke.bench.isolation",
     "corpus": "ananke.bench.corpus",
 }
 
