@@ -39,6 +39,14 @@ TARGETS = [
      lambda s: s["in_process"]["gain_8_over_1"], ">= 1.3", 1.3, True),
     ("concurrency", "8 ÷ 1 in flight, aggregate tok/s, service",
      lambda s: s["service"]["gain_8_over_1"], ">= 1.3", 1.3, True),
+    ("service", "HTTP service overhead over in-process, p50 (ms)",
+     lambda s: s["overhead_p50_ms"], "<= 1.5", 1.5, False),
+    ("service", "service overhead above a bare loopback POST, p50 (ms)",
+     lambda s: s["overhead_above_bare_post_p50_ms"], "<= 0.3", 0.3, False),
+    ("isolation", "4 requests' tok/s beside a pathological compile ÷ alone",
+     lambda s: s["ratio_beside_over_alone"], ">= 0.8", 0.8, True),
+    ("corpus", "every schema, strict + relaxed: 5xx, crashes, unanswered",
+     lambda s: s["server_errors_5xx"] + s["crashes"] + s["no_answer"], "0", 0, False),
 ]  # fmt: skip
 
 # Per peer per measure, no target: the comparison at a glance (peers suite, each workload).
