@@ -212,7 +212,9 @@ def run(ctx: BenchContext) -> dict:
         "prompt": PROMPT,
         "modes": ["strict", "relaxed"],
     }
-    report = write_report(ctx, "corpus", settings, summary, {"failures": failures})
+    unsatisfied = [o for o in outcomes if o["status"] == 200 and not o["satisfied"]]
+    raw = {"failures": failures, "unsatisfied": unsatisfied}
+    report = write_report(ctx, "corpus", settings, summary, raw)
     s = summary
     by_source = Counter()
     for o in outcomes:
