@@ -431,14 +431,29 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
             admitted["count"] -= 1
 
     async def until_disconnect(request: Request, work: Awaitable[Any]) -> Any:
-        """Run `work`; cancel it when the client goes away (its generation then stops): None."""
+        """Run `work`; cancel it when the client goes away (its generation then stops): None.
+
+        The server tells us: once the body is read, the next ASGI message is `http.disconnect`,
+        so one waiting task replaces polling (which cost ~0.1 ms of the event loop per poll)."""
         task = asyncio.ensure_future(work)
-        while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=0.25)
-            if not done and await request.is_disconnected():
-                task.cancel()
-                log.info("client disconnected; generation %s cancelled", request.state.request_id)
-        return None if task.cancelled() else task.result()
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server is shutting down: the work goes too
+            task.cancel()
+            raise
+        finally:
+            gone.cancel()
+        if not task.done():
+            task.cancel()
+            log.info("client disconnected; generation %s cancelled", request.state.request_id)
+            await asyncio.wait({task})
+            return None
+        return task.result()
+
+    async def _client_gone(request: Request) -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
     # ------------------------------------------------------------------ routes
 
