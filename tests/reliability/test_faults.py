@@ -179,7 +179,7 @@ def test_restart_mid_batch_loses_no_request(tmp_path):
         results: list = []
         runner = threading.Thread(target=lambda: results.extend(asyncio.run(batch())))
         runner.start()
-        time.sleep(1.0)
+        asyncio.run(until_in_flight(url))  # the batch is under way (most of it still to come)
         url.process.kill()
         url.process.wait()
         with ananke_serve(log_path=log, port=port):  # the same address comes back
