@@ -34,13 +34,14 @@ test: setup
 # found): normally, slowed (next to one busy loop per core), normally. No test may depend on how
 # fast the machine decodes; this is how that is checked.
 test-repeat:
-	@set -e; for run in 1-normal 2-slowed 3-normal; do \
+	@set -e; hogs=""; trap '[ -z "$$hogs" ] || kill $$hogs 2>/dev/null' EXIT INT TERM; \
+	for run in 1-normal 2-slowed 3-normal; do \
 	  dir="$(CURDIR)/../.ananke-test-$$run"; rm -rf "$$dir"; git clone -q "$(CURDIR)" "$$dir"; \
 	  hogs=""; if [ "$$run" = 2-slowed ]; then \
 	    for i in $$(seq $$(nproc)); do sh -c 'while :; do :; done' & hogs="$$hogs $$!"; done; fi; \
 	  echo "== run $$run in $$dir (busy loops:$${hogs:- none})"; \
 	  status=0; (cd "$$dir" && $(MAKE) --no-print-directory test) || status=$$?; \
-	  [ -z "$$hogs" ] || kill $$hogs; \
+	  [ -z "$$hogs" ] || kill $$hogs; hogs=""; \
 	  [ $$status -eq 0 ] || { echo "== run $$run FAILED (its clone is kept: $$dir)"; exit $$status; }; \
 	  rm -rf "$$dir"; \
 	done; echo "== three runs passed"
