@@ -180,3 +180,28 @@ def test_a_matcher_error_mid_decode_is_blamed_on_its_cause(error, status_class, 
 
     found = decoding_error(error)
     assert type(found).__name__ == status_class and named in str(found)
+
+
+def test_a_draft04_subschema_id_in_the_root_document_names_a_place_not_a_new_root():
+    """Found by the corpus run: "id": "<root's URI>#rank" on a property became `$id` <root's URI>,
+    so the root resolved to that string property and a bare string was accepted."""
+    import llguidance as llg
+
+    from ananke.constraints.compiler import byte_tokenizer
+
+    schema = {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "id": "http://example.com/rank/01#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"rank": {"id": "http://example.com/rank/01#rank", "type": "string"}},
+        "required": ["rank"],
+    }
+    grammar = compile_constraints([PyConstraintIR("x", json_schema=json.dumps(schema))]).grammar
+
+    def accepts(text: bytes) -> bool:
+        matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+        return matcher.consume_tokens(list(text)) and matcher.is_accepting()
+
+    assert accepts(b'{"rank":"a"}')
+    assert not accepts(b'"abc"')

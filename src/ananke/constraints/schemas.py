@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 from ananke.errors import ConstraintCompileError
 
@@ -138,8 +139,14 @@ def translator(draft: str) -> Callable[[dict], None] | None:
     if draft == "2020-12":
         return None
     older = _ORDER.index(draft)
+    id_key = "id" if draft == "draft-04" else "$id"
+    root_document: list[str] = []  # the document the root names: the first node changed is the root
 
     def change(node: dict) -> None:
+        root = not root_document
+        if root:
+            value = node.get(id_key)
+            root_document.append(value.partition("#")[0] if isinstance(value, str) else "")
         if older <= _ORDER.index("draft-07") and "$ref" in node:
             # Up to draft 7 a $ref replaces its whole object: siblings (even $id) are ignored.
             # Definitions stay, so JSON pointers into them still resolve.
@@ -153,7 +160,7 @@ def translator(draft: str) -> Callable[[dict], None] | None:
                 node["items"] = node.pop("additionalItems")
         else:
             node.pop("additionalItems", None)  # ignored unless items is an array
-        _split_id(node, "id" if draft == "draft-04" else "$id")
+        _split_id(node, id_key, None if root else root_document[0])
         if draft == "draft-04":
             for bound, exclusive in (("maximum", "exclusiveMaximum"), ("minimum", "exclusiveMinimum")):
                 # draft-04: `"exclusiveMaximum": true` makes `maximum` exclusive
@@ -163,14 +170,17 @@ def translator(draft: str) -> Callable[[dict], None] | None:
     return change
 
 
-def _split_id(node: dict, key: str) -> None:
-    """An old-draft id "doc.json#name" is 2020-12's `$id` "doc.json" plus `$anchor` "name"."""
+def _split_id(node: dict, key: str, root_document: str | None) -> None:
+    """An old-draft id "doc.json#name" is 2020-12's `$id` "doc.json" plus `$anchor` "name" — but
+    a subschema's "doc.json#name" where doc.json is the root's own document only names a place in
+    it: `$anchor` alone (a `$id` there would make the subschema the whole document, so that the
+    root, resolved by its URI, became that subschema)."""
     value = node.get(key)
     if not isinstance(value, str) or (key == "id" and "$id" in node):
         return
     del node[key]
     document, _, fragment = value.partition("#")
-    if document:
+    if document and (root_document is None or urljoin(root_document, document) != root_document):
         node["$id"] = document
     if fragment and not fragment.startswith("/") and "$anchor" not in node:
         node["$anchor"] = fragment  # a "#/json/pointer" id names nothing new: dropped
