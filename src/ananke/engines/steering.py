@@ -243,7 +243,13 @@ class Budget:
 _PARSER_LIMITS = CompileLimits().parser_limits()
 
 
-def start_need(grammar: str, tokenize, limits: SearchLimits | None = None) -> tuple[int, bytes] | None:
+# The search before decoding runs once per grammar (cached), off the decoding thread: the node
+# count decides, with a time net loose enough that a loaded machine does not turn a found answer
+# into "none found" (the refusal of a max_tokens too small would then depend on the load).
+START_SEARCH = SearchLimits(seconds=2.0)
+
+
+def start_need(grammar: str, tokenize, limits: SearchLimits = START_SEARCH) -> tuple[int, bytes] | None:
     """(tokens, bytes) of the shortest complete output found for a fresh grammar, or None."""
     mirror = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0, limits=_PARSER_LIMITS)
     if mirror.is_error():
