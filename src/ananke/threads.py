@@ -5,8 +5,12 @@ llguidance recurses over a grammar's nesting; on the default 8 MiB thread stack 
 code kills the whole process. Every thread that builds or runs a matcher is therefore started
 with STACK_BYTES of stack (virtual memory: only the pages touched are ever committed).
 
-The workers that compile, prepare and validate run at a lower CPU priority than the decoding
-thread: on a machine with few cores a pathological compile must not slow the other requests.
+Compiles run on workers at the lowest CPU priority: on a machine with few cores a pathological
+compile must not slow the requests decoding (llama.cpp's threads wait for each other at every
+layer, so one core taken away stalls both). Only compiles: a low-priority thread holding the GIL
+while the OS keeps it waiting stalls every other thread, and a job's preparation (largely Python:
+the shortest-output search) is on its own request's path anyway. Budgets count CPU time, so a
+constraint gets the same answer on a loaded machine as on an idle one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -44,19 +49,17 @@ def start_big_stack_thread(target: Callable[[], Any], name: str) -> threading.Th
     return thread
 
 
-GRAMMAR_WORK_NICE = 19  # the lowest: even nice 10 halved decoding beside a compile (bench isolation)
+GRAMMAR_WORK_NICE = 19  # for compiles; even nice 10 halved decoding beside them (bench isolation)
 
 
-def yield_cpu_to_decoding() -> None:
-    """Lower this thread's CPU priority (Linux: a thread is a task with its own nice value), so
-    a long compile or mask preparation never slows the sequences decoding on the same cores."""
+def lower_priority(nice: int) -> None:
+    """Lower this thread's CPU priority by `nice` (Linux: a thread is a task with its own nice
+    value; once lowered it cannot be raised again without privileges)."""
     if sys.platform != "linux":  # elsewhere setpriority(PRIO_PROCESS, id) names a process
         return
     try:
         tid = threading.get_native_id()
-        os.setpriority(
-            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + GRAMMAR_WORK_NICE)
-        )
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except OSError:  # a sandbox that forbids it: run at the process's priority
         pass
 
@@ -68,7 +71,8 @@ class _Workers:
 
     MAX_IDLE = 4
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
+        self.nice = nice
         self.reset()
 
     def reset(self) -> None:
@@ -84,7 +88,8 @@ class _Workers:
         inbox.put(job)
 
     def _serve(self, inbox: queue.SimpleQueue) -> None:
-        yield_cpu_to_decoding()
+        if self.nice:
+            lower_priority(self.nice)
         while True:
             inbox.get()()
             with self._lock:
@@ -94,19 +99,34 @@ class _Workers:
 
 
 _workers = _Workers()
+_low_priority_workers = _Workers(nice=GRAMMAR_WORK_NICE)
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
     os.register_at_fork(after_in_child=_workers.reset)
+    os.register_at_fork(after_in_child=_low_priority_workers.reset)
 
 
-def call_with_big_stack(fn: Callable[[], T], timeout: float | None = None, name: str = "ananke-llg") -> T:
+# A budget counts the CPU time the work itself used (the workers run at the lowest priority, so on
+# a busy machine their wall time says more about the load than about the constraint); wall time is
+# capped at this many times the budget, whatever happens.
+WALL_CAP_FACTOR = 10
+_POLL_S = 0.02
+
+
+def call_with_big_stack(
+    fn: Callable[[], T], timeout: float | None = None, name: str = "ananke-llg", low_priority: bool = False
+) -> T:
     """Run `fn` on a big-stack thread and return its result (or raise its exception).
 
-    Raises TimeoutError when `timeout` passes first; the thread then finishes on its own.
+    `low_priority`: on a worker at the lowest CPU priority (compiles). Raises TimeoutError when the
+    work has used `timeout` seconds of CPU time (of wall time where a thread's CPU time cannot be
+    read), or after WALL_CAP_FACTOR times that of wall time; the thread then finishes on its own.
     """
     outcome: dict[str, Any] = {}
     done = threading.Event()
 
     def work() -> None:
+        outcome["clock"] = _cpu_clock_of_this_thread()
+        outcome["start"] = time.thread_time() if outcome["clock"] is not None else time.monotonic()
         try:
             outcome["result"] = fn()
         except BaseException as exc:
@@ -114,9 +134,30 @@ def call_with_big_stack(fn: Callable[[], T], timeout: float | None = None, name:
         finally:
             done.set()
 
-    _workers.submit(work, name)
-    if not done.wait(timeout):
-        raise TimeoutError(f"{name} still running after {timeout} s")
+    (_low_priority_workers if low_priority else _workers).submit(work, name)
+    if timeout is None:
+        done.wait()
+    else:
+        wall_deadline = time.monotonic() + timeout * WALL_CAP_FACTOR
+        while not done.wait(_POLL_S):
+            if _used(outcome) > timeout or time.monotonic() > wall_deadline:
+                raise TimeoutError(f"{name} still running after {timeout} s")
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _used(outcome: dict) -> float:
+    """Seconds of CPU (else wall) time the work has used so far."""
+    if "start" not in outcome:
+        return 0.0  # not started yet
+    clock = outcome["clock"]
+    return (time.clock_gettime(clock) if clock is not None else time.monotonic()) - outcome["start"]
+
+
+def _cpu_clock_of_this_thread() -> int | None:
+    """The clock id of this thread's CPU time, readable from another thread (None: unsupported)."""
+    try:
+        return time.pthread_getcpuclockid(threading.get_ident())
+    except (AttributeError, OSError):
+        return None

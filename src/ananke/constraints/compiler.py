@@ -50,7 +50,7 @@ class CompileLimits:
     """Caps that keep any input from stalling the process ("grammar bombs")."""
 
     max_input_bytes: int = 1 << 20  # per field of a constraint
-    time_budget_s: float = 10.0  # wall clock for one compile
+    time_budget_s: float = 10.0  # CPU time for one compile (wall time capped at 10x: ananke.threads)
     max_grammar_size: int = 500_000  # llguidance symbols
     initial_lexer_fuel: int = 1_000_000
     max_lexer_states: int = 50_000  # the memory cap: about 1-2 kB each, so ~100 MB at most
@@ -608,8 +608,9 @@ def compile_constraints(
             lambda: _compile(list(constraints), limits, schema_mode, closed_objects),
             limits.time_budget_s,
             "ananke-compile",
+            low_priority=True,
         )
     except TimeoutError:
         raise ConstraintCompileError(
-            f"compilation exceeded the time budget of {limits.time_budget_s:g} s"
+            f"compilation exceeded the time budget of {limits.time_budget_s:g} s (of CPU time)"
         ) from None
