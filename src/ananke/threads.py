@@ -139,7 +139,7 @@ def call_with_big_stack(
         done.wait()
     else:
         wall_deadline = time.monotonic() + timeout * WALL_CAP_FACTOR
-        while not done.wait(_POLL_S):
+        while not done.wait(min(_POLL_S, timeout)):
             if _used(outcome) > timeout or time.monotonic() > wall_deadline:
                 raise TimeoutError(f"{name} still running after {timeout} s")
     if "error" in outcome:
