@@ -25,7 +25,7 @@ import httpx
 
 from ananke.bench.common import BenchContext, header, progress, table, update_results_md, write_report
 from ananke.bench.compliance import JSTS_DIR
-from ananke.bench.load import rss_mb
+from ananke.bench.load import memory_mb, rss_mb
 from ananke.bench.serve import ananke_serve
 from ananke.bench.tasks import maskbench_files
 
@@ -139,14 +139,6 @@ async def run_items(url: str, items: list[Item], process, advance) -> list[dict]
     return outcomes
 
 
-def status_of(pid: int, field: str) -> float:
-    """A memory figure of /proc/<pid>/status in MB (VmRSS, VmHWM)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def run_corpus(ctx: BenchContext, items: list[Item], log_dir: Path) -> tuple[list[dict], dict]:
     """All items through servers (a new one after a crash); the outcomes and the memory figures."""
     outcomes: list[dict] = []
@@ -164,7 +156,7 @@ def run_corpus(ctx: BenchContext, items: list[Item], log_dir: Path) -> tuple[lis
                 done = asyncio.run(run_items(url, remaining, url.process, advance))
                 if url.process.poll() is None:
                     memory["rss_end_mb"] = round(rss_mb(pid), 1)
-                    memory["rss_peak_mb"] = round(status_of(pid, "VmHWM"), 1)
+                    memory["rss_peak_mb"] = round(memory_mb(pid, "VmHWM"), 1)
             outcomes += done
             answered = {o["label"] for o in done}
             remaining = [i for i in remaining if i.label not in answered]

@@ -40,11 +40,16 @@ MIX = ["json", "json", "regex", "regex", "grammar", "unconstrained", "unconstrai
        "invalid_regex", "invalid_field"]  # fmt: skip
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int, field: str) -> float:
+    """A memory figure of /proc/<pid>/status in MB (VmRSS: now, VmHWM: the peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    return memory_mb(pid, "VmRSS")
 
 
 async def run_load(url: str, n: int, concurrency: int, max_tokens: int = 24, progress=None) -> dict:
