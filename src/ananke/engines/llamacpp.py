@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import llguidance as llg
 import numpy as np
 
+from ananke import threads
 from ananke.config import env_int
 from ananke.constraints.compiler import CompiledConstraints, CompileLimits
 from ananke.constraints.faults import constraint_fault, decoding_error
@@ -303,8 +304,10 @@ class LlamaCppRunner:
     def _run(self) -> None:
         while True:
             if not self._active and self._queue.empty():
+                threads.set_decoding(self, False)
                 self._wake.wait()
                 self._wake.clear()
+                threads.set_decoding(self, True)
             try:
                 if self._forget.is_set():
                     self._forget.clear()
