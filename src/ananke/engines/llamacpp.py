@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 import llguidance as llg
 import numpy as np
 
-from ananke import threads
 from ananke.config import env_int
 from ananke.constraints.compiler import CompiledConstraints, CompileLimits
 from ananke.constraints.faults import constraint_fault, decoding_error
@@ -66,7 +65,7 @@ from ananke.engines.steering import (
 )
 from ananke.errors import BackendError, ConfigurationError, ConstraintCompileError, InvalidRequestError
 from ananke.prompting import build_messages
-from ananke.threads import big_stacks, call_with_big_stack, start_big_stack_thread
+from ananke.threads import big_stacks, call_with_big_stack, set_decoding, start_big_stack_thread
 from ananke.types import SAMPLING_FIELDS, PyGenerationRequest
 
 log = logging.getLogger(__name__)
@@ -304,10 +303,10 @@ class LlamaCppRunner:
     def _run(self) -> None:
         while True:
             if not self._active and self._queue.empty():
-                threads.set_decoding(self, False)
+                set_decoding(self, False)
                 self._wake.wait()
                 self._wake.clear()
-                threads.set_decoding(self, True)
+                set_decoding(self, True)
             try:
                 if self._forget.is_set():
                     self._forget.clear()
