@@ -707,7 +707,6 @@ class LlamaCppEngine:
         """Text deltas as they are decoded, then the GenerationResult."""
         await self.start()
         runner = self.runner()
-        prompt = await asyncio.to_thread(render_prompt, runner, request, schema_in_prompt)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         started = time.perf_counter()
@@ -718,17 +717,23 @@ class LlamaCppEngine:
         def on_text(delta: str) -> None:
             loop.call_soon_threadsafe(events.put_nowait, delta)
 
-        job = Job(
-            prompt_tokens=prompt, grammar=compiled.grammar, max_tokens=request.max_tokens,
-            sampling=sampling_params(request), seed=request.seed, on_done=on_done,
-            on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
-            loop_guard=request.loop_guard,
-        )  # fmt: skip
+        cancelled = threading.Event()  # set when we leave, even while submit still runs
+
+        def submit() -> None:  # one trip off the event loop: the prompt, then the grammar (ms)
+            job = Job(
+                prompt_tokens=render_prompt(runner, request, schema_in_prompt),
+                grammar=compiled.grammar, max_tokens=request.max_tokens,
+                sampling=sampling_params(request), seed=request.seed, on_done=on_done,
+                on_text=on_text if deltas else None,  # no per-token wake-ups when nobody streams
+                loop_guard=request.loop_guard, cancelled=cancelled,
+            )  # fmt: skip
+            runner.submit(job)
+
         try:
-            await asyncio.to_thread(runner.submit, job)  # prepares the grammar (ms)
-        except ConstraintCompileError as exc:
-            raise _blame(exc, compiled) from None
-        try:
+            try:
+                await asyncio.to_thread(submit)
+            except ConstraintCompileError as exc:
+                raise _blame(exc, compiled) from None
             while True:
                 event = await events.get()
                 if isinstance(event, BaseException):
@@ -752,7 +757,7 @@ class LlamaCppEngine:
                     return
                 yield event
         finally:
-            job.cancelled.set()  # a no-op when finished; stops decoding when abandoned
+            cancelled.set()  # a no-op when finished; stops decoding when abandoned
 
     async def health(self) -> bool:
         try:
