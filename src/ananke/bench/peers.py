@@ -128,6 +128,26 @@ class LlamaCounter:
         return self.capped
 
 
+def llama_complete(llm, prompt_tokens: list[int], limits: tuple[int, float], compile_s: float, **kw) -> dict:
+    """One llama-cpp-python completion from a cold context at temperature 0 within `limits`
+    (max_tokens, deadline); `kw` is how the peer constrains it (a grammar, a logits processor)."""
+    from llama_cpp import StoppingCriteriaList
+
+    max_tokens, deadline = limits
+    counter = LlamaCounter(deadline)
+    llm.reset()  # no prompt reuse from the previous task: every tool starts cold
+    out = llm(
+        prompt_tokens, max_tokens=max_tokens, temperature=0.0,
+        stopping_criteria=StoppingCriteriaList([counter]), **kw,
+    )  # fmt: skip
+    return {
+        "text": out["choices"][0]["text"],
+        "tokens": out["usage"]["completion_tokens"],
+        "compile_s": compile_s,
+        "finish": "time_cap" if counter.capped else out["choices"][0]["finish_reason"],
+    }
+
+
 class LlamaGrammarPeer:
     name = "llama_cpp_grammar"
 
@@ -137,8 +157,7 @@ class LlamaGrammarPeer:
     def run(
         self, task: SchemaTask, prompt_tokens: list[int], prompt_text: str, limits: tuple[int, float]
     ) -> dict:
-        max_tokens, deadline = limits
-        from llama_cpp import LlamaGrammar, StoppingCriteriaList
+        from llama_cpp import LlamaGrammar
 
         start = time.perf_counter()
         try:
@@ -146,18 +165,7 @@ class LlamaGrammarPeer:
         except Exception as exc:  # the converter raises plain exceptions for what it cannot express
             return {"compile_error": f"{type(exc).__name__}: {exc}"[:200]}
         compile_s = time.perf_counter() - start
-        counter = LlamaCounter(deadline)
-        self.llm.reset()  # no prompt reuse from the previous task: every tool starts cold
-        out = self.llm(
-            prompt_tokens, grammar=grammar, max_tokens=max_tokens, temperature=0.0,
-            stopping_criteria=StoppingCriteriaList([counter]),
-        )  # fmt: skip
-        return {
-            "text": out["choices"][0]["text"],
-            "tokens": out["usage"]["completion_tokens"],
-            "compile_s": compile_s,
-            "finish": "time_cap" if counter.capped else out["choices"][0]["finish_reason"],
-        }
+        return llama_complete(self.llm, prompt_tokens, limits, compile_s, grammar=grammar)
 
 
 class OutlinesPeer:
@@ -213,9 +221,8 @@ class XGrammarPeer:
         self, task: SchemaTask, prompt_tokens: list[int], prompt_text: str, limits: tuple[int, float]
     ) -> dict:
         import numpy as np
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList
 
-        max_tokens, deadline = limits
         start = time.perf_counter()
         try:
             grammar = self.compiler.compile_json_schema(task.schema, any_whitespace=False)
@@ -237,20 +244,10 @@ class XGrammarPeer:
             mask_ms.append((time.perf_counter() - began) * 1000)
             return scores
 
-        counter = LlamaCounter(deadline)
-        self.llm.reset()
-        out = self.llm(
-            prompt_tokens, logits_processor=LogitsProcessorList([mask]), max_tokens=max_tokens,
-            temperature=0.0, stopping_criteria=StoppingCriteriaList([counter]),
-        )  # fmt: skip
-        return {
-            "text": out["choices"][0]["text"],
-            "tokens": out["usage"]["completion_tokens"],
-            "compile_s": compile_s,
-            "finish": "time_cap" if counter.capped else out["choices"][0]["finish_reason"],
-            "mask_ms": [round(m, 4) for m in mask_ms],
-            "mask_total_ms": sum(mask_ms),
-        }
+        out = llama_complete(
+            self.llm, prompt_tokens, limits, compile_s, logits_processor=LogitsProcessorList([mask])
+        )
+        return {**out, "mask_ms": [round(m, 4) for m in mask_ms], "mask_total_ms": sum(mask_ms)}
 
 
 # (tasks, max_tokens, seconds per generation); the prompt suite reads them too
