@@ -14,7 +14,7 @@ from ananke.constraints import compile_constraints
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.completion import shortest_completion
 from ananke.constraints.schemas import close_objects
-from ananke.engines.steering import Budget, SamplingParams, loop_exit, penalise, repeating, sample
+from ananke.engines.steering import SamplingParams, loop_exit, penalise, repeating, sample
 from tests.test_compiler import SEED_EMAIL
 
 EMAIL = PyConstraintIR("email", regex_patterns=[SEED_EMAIL])
@@ -69,24 +69,6 @@ def test_the_completion_takes_counted_runs_and_required_keys():
     assert found is not None
     instance = json.loads(found)
     assert len(instance["md5"]) == 32 and len(instance["id"]) == 36
-
-
-def test_the_budget_reuses_the_last_completion_instead_of_searching_again():
-    """Walking a valid output byte by byte, every state's completion is accepted after it, and
-    one search serves the whole walk: the last completion, less what was written (`#f` into
-    `#[a-f0-9]{6}` leaves `aaaaa"…` of `aaaaaa"…`) or its tail after a closing byte (`}` after
-    the `"` of `"}`), still finishes the output. (Before, each hex digit cost a search.)"""
-    schema = {"type": "object", "properties": {"color": {"type": "string", "pattern": "^#[a-f0-9]{6}$"},
-              "name": {"type": "string"}}, "required": ["color", "name"]}  # fmt: skip
-    grammar = compile_constraints([PyConstraintIR("c", json_schema=json.dumps(schema))]).grammar
-    budget = Budget(grammar, tokenize=list)  # one "token" per byte
-    text = b'{"color":"#ff00aa","name":"bright pink"}'
-    for end in range(1, len(text)):
-        budget.advance(text[end - 1 : end])
-        assert budget.refresh() is not None
-        check = _matcher(grammar)
-        assert check.consume_tokens(list(text[:end] + budget.witness)) and check.is_accepting()
-    assert budget.stats.searches == 1, budget.stats
 
 
 # ---------------------------------------------------------------- closed objects

@@ -21,7 +21,7 @@ import llguidance as llg
 import numpy as np
 
 from ananke.constraints.compiler import CompileLimits, byte_tokenizer
-from ananke.constraints.completion import CLOSING, SearchLimits, allowed_bytes, shortest_completion
+from ananke.constraints.completion import SearchLimits, allowed_bytes, shortest_completion
 
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy (the distribution is one-hot anyway)
 
@@ -123,7 +123,6 @@ def loop_exit(completion: bytes, in_string: bool) -> bytes:
 # nothing.
 BUDGET_WINDOW = 64
 REFRESH_EVERY = 4
-REUSE_TAILS = 8  # tails of the last witness tried before a search
 
 
 @dataclass
@@ -156,7 +155,6 @@ class Budget:
         self.need: int | None = None  # its length in model tokens
         self.fresh = False  # whether witness/need describe the current state
         self.since_refresh = 0  # tokens since the last search from a current state
-        self.drift = 0  # bytes written since the witness last described the state
         self.refresh_gap = 0  # tokens between searches (doubles while searches find nothing)
         self._failed: set[tuple[bytes, bytes]] = set()
 
@@ -180,10 +178,9 @@ class Budget:
     def refresh(self) -> int | None:
         """The witness for the current state (searched unless already known); its token count."""
         if not self.fresh:
-            reused = self._reuse()
-            self.witness = reused if reused is not None else self._search(self.text_end)
+            if self.witness is None or not self._completes(self.witness):
+                self.witness = self._search(self.text_end)
             self.need, self.fresh, self.since_refresh = self._tokens(self.witness), True, 0
-            self.drift = 0
             self.refresh_gap = REFRESH_EVERY if self.need is not None else min(2 * self.refresh_gap + 1, 64)
         return self.need
 
@@ -196,30 +193,13 @@ class Budget:
         try:
             if taken != len(piece):
                 return None, None
-            found = self._reuse(len(piece))
-            if found is None:
+            if self.witness is not None and self._completes(self.witness):
+                found = self.witness  # e.g. more string content: the same ending still works
+            else:
                 found = self._search(self.text_end + piece)
             return self._tokens(found), found
         finally:
             self.mirror.rollback(taken)
-
-    def _reuse(self, ahead: int = 0) -> bytes | None:
-        """The last witness, or one of its tails, if it completes from the mirror's state (which
-        is `ahead` bytes past the budget's state), shortest first: more string content leaves
-        `"}` valid, the `"` that ends the string leaves `}`, and n bytes written into a counted
-        run (`#[a-f0-9]{6}`) leave the witness less its first n. A few microseconds per try
-        instead of a search."""
-        if self.mirror.is_accepting():
-            return b""
-        witness = self.witness
-        if witness is None:
-            return None
-        cuts = [i + 1 for i in range(len(witness) - 1) if witness[i] in CLOSING][-REUSE_TAILS:]
-        cuts.append(min(self.drift + ahead, len(witness)))
-        for tail in [witness[cut:] for cut in sorted(set(cuts), reverse=True)] + [witness]:
-            if self._completes(tail):
-                return tail
-        return None
 
     def _completes(self, witness: bytes) -> bool:
         """Whether `witness` takes the mirror's current state to an accepted end (checked, undone)."""
@@ -234,13 +214,12 @@ class Budget:
             self.mirror.consume_tokens(list(piece))
             self.text_end = (self.text_end + piece)[-8:]
         if witness is not None:
-            self.witness, self.need, self.fresh, self.drift = witness, self._tokens(witness), True, 0
+            self.witness, self.need, self.fresh = witness, self._tokens(witness), True
         elif self.fresh and self.witness is not None and self.witness.startswith(piece):
             self.witness = self.witness[len(piece) :]
             self.need = self._tokens(self.witness)
         elif piece:
             self.fresh = False
-            self.drift += len(piece)
         self.since_refresh += 1
 
     def tight(self, remaining: int) -> bool:
