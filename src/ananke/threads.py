@@ -93,13 +93,16 @@ class _Workers:
             start_big_stack_thread(lambda: self._serve(inbox), name)
         inbox.put(job)
 
-    def demote_busy(self, nice: int) -> None:
+    def demote_busy(self) -> None:
         """Lower the priority of the jobs running now; their workers then retire (a thread cannot
         be raised back, and this pool's idle workers must keep the pool's priority)."""
         with self._lock:
             for tid in self._busy - self._demoted:
-                lower_priority(nice, tid)
-                self._demoted.add(tid)
+                self._demote(tid)
+
+    def _demote(self, tid: int) -> None:  # with self._lock held
+        lower_priority(GRAMMAR_WORK_NICE, tid)
+        self._demoted.add(tid)
 
     def _serve(self, inbox: queue.SimpleQueue) -> None:
         if self.nice:
@@ -110,8 +113,7 @@ class _Workers:
             with self._lock:
                 self._busy.add(tid)
                 if self.demote_while_decoding and _decoding:  # decoding began since the submit
-                    lower_priority(GRAMMAR_WORK_NICE)
-                    self._demoted.add(tid)
+                    self._demote(tid)
             job()
             with self._lock:
                 self._busy.discard(tid)
@@ -140,7 +142,7 @@ def set_decoding(engine: object, active: bool) -> None:
         else:
             _decoding.discard(id(engine))
     if starting:
-        _compile_workers.demote_busy(GRAMMAR_WORK_NICE)
+        _compile_workers.demote_busy()
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads
@@ -149,9 +151,9 @@ if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's t
     os.register_at_fork(after_in_child=_compile_workers.reset)
 
 
-# A budget counts the CPU time the work itself used (the workers run at the lowest priority, so on
-# a busy machine their wall time says more about the load than about the constraint); wall time is
-# capped at this many times the budget, whatever happens.
+# A budget counts the CPU time the work itself used (a compile may run at the lowest priority, so
+# on a busy machine its wall time says more about the load than about the constraint); wall time
+# is capped at this many times the budget, whatever happens.
 WALL_CAP_FACTOR = 10
 _POLL_S = 0.02
 
