@@ -13,10 +13,11 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
 from ananke.config import PyModalConfig
 from ananke.constraints.compiler import CompiledConstraints
@@ -104,29 +105,29 @@ class HttpBackend:
 
     async def request(self, method: str, path: str, body: dict | None = None) -> Any:
         """One JSON request with the retry policy; returns the decoded JSON answer."""
+        content = None if body is None else json.dumps(body).encode()
+        return await self._with_retries(lambda: self._once(method, path, content, _json_or_none))
 
-        async def once() -> Any:
-            try:
-                response = await self._client.request(method, path, json=body)
-            except httpx.TimeoutException as exc:
-                raise GenerationTimeout(
-                    f"no answer from {self.config.endpoint_url} in time ({exc})"
-                ) from None
-            except httpx.TransportError as exc:
-                raise _Retryable(BackendError(f"cannot reach {self.config.endpoint_url}: {exc}")) from None
-            data = _json_or_none(response)
-            if response.status_code >= 400:
-                error = error_from_response(response.status_code, data)
-                if response.status_code in RETRYABLE_STATUS:
-                    raise _Retryable(error, _retry_after(response))
-                raise error
-            if data is None:
-                raise _Retryable(
-                    ServiceError(f"{path} answered malformed JSON", status_code=response.status_code)
-                )
-            return data
-
-        return await self._with_retries(once)
+    async def _once(self, method: str, path: str, content: bytes | None, parse: Callable[[bytes], Any]):
+        """One try: the answer's body through `parse` (None: malformed, retried), or the typed
+        error (`_Retryable` for what may be retried)."""
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            response = await self._client.request(method, path, content=content, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise GenerationTimeout(f"no answer from {self.config.endpoint_url} in time ({exc})") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(BackendError(f"cannot reach {self.config.endpoint_url}: {exc}")) from None
+        if response.status_code >= 400:
+            error = error_from_response(response.status_code, _json_or_none(response.content))
+            if response.status_code in RETRYABLE_STATUS:
+                raise _Retryable(error, _retry_after(response))
+            raise error
+        data = parse(response.content)
+        if data is None:
+            malformed = f"{path} answered malformed JSON or not the expected answer"
+            raise _Retryable(ServiceError(malformed, status_code=response.status_code))
+        return data
 
     async def _with_retries(self, once):
         for attempt in range(self.config.max_retries + 1):
@@ -144,7 +145,7 @@ class HttpBackend:
         """True only for a 200 from /health with status "ok"; False within 2 s otherwise."""
         try:
             response = await self._client.get("/health", timeout=HEALTH_TIMEOUT_S)
-            data = _json_or_none(response)
+            data = _json_or_none(response.content)
         except httpx.HTTPError:
             return False
         ok = response.status_code == 200 and isinstance(data, dict) and data.get("status") == "ok"
@@ -160,20 +161,23 @@ class HttpBackend:
         # the service takes deadlines of 1 s and more; a shorter client timeout still applies here
         deadline = max(1.0, self.config.timeout_secs)
         body = GenerateBody.from_request(request, stream=deltas, timeout_secs=deadline)
-        payload = body.model_dump(exclude_none=True)
+        content = body.model_dump_json(exclude_none=True).encode()
         if not deltas:  # one JSON answer; the server then sends nothing per token
-            answer = await self.request("POST", "/v1/generate", payload)
-            result = GenerateResult.model_validate(answer)
+            result = await self._with_retries(
+                lambda: self._once("POST", "/v1/generate", content, _generate_result_or_none)
+            )
             self._model = result.model
             yield result.to_backend()
             return
         for attempt in range(self.config.max_retries + 1):
             started_output = False
             try:
-                async with self._client.stream("POST", "/v1/generate", json=payload) as response:
+                async with self._client.stream(
+                    "POST", "/v1/generate", content=content, headers={"content-type": "application/json"}
+                ) as response:
                     if response.status_code >= 400:
-                        await response.aread()
-                        error = error_from_response(response.status_code, _json_or_none(response))
+                        answer = _json_or_none(await response.aread())
+                        error = error_from_response(response.status_code, answer)
                         if response.status_code in RETRYABLE_STATUS:
                             raise _Retryable(error, _retry_after(response))
                         raise error
@@ -204,10 +208,17 @@ class HttpBackend:
                 await asyncio.sleep(delay)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(content: bytes) -> Any:
     try:
-        return response.json()
+        return json.loads(content)
     except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _generate_result_or_none(content: bytes) -> GenerateResult | None:
+    try:
+        return GenerateResult.model_validate_json(content)
+    except ValidationError:
         return None
 
 

@@ -131,7 +131,7 @@ class OpenAIBackend:
             if response.status_code >= 400:
                 await response.aread()
                 await response.aclose()
-                error = error_from_response(response.status_code, _json_or_none(response))
+                error = error_from_response(response.status_code, _json_or_none(response.content))
                 if response.status_code in RETRYABLE_STATUS:
                     raise _Retryable(error, _retry_after(response))
                 raise error
