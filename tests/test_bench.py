@@ -66,3 +66,16 @@ def test_isolated_peer_counts_crashes_and_goes_on():
     assert results[5]["error"].startswith("crash: over the 2 s limit")
     assert results[4] == {"echo": "c"} and results[6] == {"echo": "d"}
     assert peer.crashes == 2  # the MemoryError was caught in the child, which lives on
+
+
+def test_progress_without_a_terminal_prints_plain_lines(monkeypatch, capsys):
+    # a benchmark's output goes to a log file or CI more often than to a terminal: the rich bar
+    # draws nothing there, so plain lines say how far it got
+    from ananke.bench import common
+
+    monkeypatch.setattr(common, "PLAIN_PROGRESS_EVERY_S", 0.0)
+    with common.progress("suite", 3) as advance:
+        for _ in range(3):
+            advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines] == ["suite: 1/3", "suite: 2/3", "suite: 3/3"]

@@ -162,13 +162,35 @@ def target_note(value: float | None, target: float, higher_is_better: bool = Tru
     return f"missed by {off:.0%}"
 
 
+PLAIN_PROGRESS_EVERY_S = 30.0
+
+
 @contextmanager
 def progress(description: str, total: int) -> Iterator:
-    """A rich progress bar on stderr; yields `advance()`."""
+    """A rich progress bar on a terminal, else (a log file, CI) a plain line on stderr every 30 s
+    and at the end; yields `advance()`."""
+    if not sys.stderr.isatty():
+        yield from _plain_progress(description, total)
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, transient=True, redirect_stdout=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def _plain_progress(description: str, total: int) -> Iterator:
+    started = last = time.monotonic()
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        if now - last >= PLAIN_PROGRESS_EVERY_S or done == total:
+            last = now
+            print(f"{description}: {done}/{total} ({now - started:.0f} s)", file=sys.stderr, flush=True)
+
+    yield advance
 
 
 def pyplot():
