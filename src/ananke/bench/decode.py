@@ -14,6 +14,7 @@ replay and is counted.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -57,6 +58,43 @@ def run_job(
     return box["result"]
 
 
+FORWARD_BATCHES = (1, 2, 3, 4, 8)
+
+
+def forward_pass_ms(engine, repeats: int) -> dict[int, float]:
+    """Median ms of one llama_decode of k tokens after a 200-token context, per k: what a forced
+    token costs beside a sampled one on this machine. Runs on the engine's context, from this
+    thread, before the engine has run any job: once the scheduler thread has decoded, a pass called
+    from another thread takes ~3x as long for one token (llama.cpp's thread pool), while before,
+    these times are close to the engine's own steps (a profile of this bench: 6.3 ms for 1 token,
+    18.7 ms for 4). Uses sequence 0 and clears it before and after."""
+    llama, batch, memory = engine.llama, engine._batch, engine._memory
+    context = engine.tokenize_bytes(b'{"name": "Ada", "tags": ["x", "y"], "count": 3} ' * 20)[:200]
+
+    def decode(tokens: list[int], start: int) -> float:
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, start + i, 1
+            batch.seq_id[i][0], batch.logits[i] = 0, i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+        started = time.perf_counter()
+        if llama.llama_decode(engine._ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed while timing forward passes")
+        return time.perf_counter() - started
+
+    llama.llama_memory_seq_rm(memory, 0, -1, -1)
+    try:
+        decode(context, 0)
+        times: dict[int, list[float]] = {k: [] for k in FORWARD_BATCHES}
+        for _ in range(repeats):
+            for k in FORWARD_BATCHES:
+                times[k].append(decode(context[:k], len(context)))
+                llama.llama_memory_seq_rm(memory, 0, len(context), -1)
+    finally:
+        llama.llama_memory_seq_rm(memory, 0, -1, -1)
+        engine._slot_tokens[0] = []  # the slot's cached prompt is gone
+    return {k: round(pct(v, 50) * 1000, 3) for k, v in times.items()}
+
+
 def side(label: str, result) -> dict:
     """Tokens and times of one run; decode time excludes prompt processing (first token)."""
     return {
@@ -89,6 +127,7 @@ def run(ctx: BenchContext) -> dict:
             too_long.append(f"{task.name} ({shortest[0]} tokens)")
             continue
         prepared.append((task.name, task.schema, render_prompt(engine, request), grammar))
+    forward_ms = forward_pass_ms(engine, 5 if ctx.quick else 40)  # before any job: see its docstring
     run_job(engine, prepared[0][2], None)  # warm-up
 
     rows = []
@@ -127,6 +166,9 @@ def run(ctx: BenchContext) -> dict:
             sum(r["forced_tokens"] for r in rows) / max(1, sum(r["constrained_tokens"] for r in rows)), 3
         ),
         "xgrammar": xgrammar_summary(xgr_rows, xgr_facts),
+        "forward_pass_ms_by_batch": forward_ms,
+        # what one more token in a forward pass costs, as a share of a one-token pass
+        "extra_token_cost_share": round((forward_ms[4] - forward_ms[1]) / 3 / forward_ms[1], 3),
     }
     settings = {
         "model": engine.model.name,
@@ -177,6 +219,22 @@ def xgrammar_line(s: dict) -> str:
     )
 
 
+def forward_line(s: dict) -> str:
+    """What the forced tokens can save here: the cost of a forward pass by batch size."""
+    by_batch = s.get("forward_pass_ms_by_batch")
+    if not by_batch:
+        return ""
+    passes = ", ".join(f"{k} → {v} ms" for k, v in by_batch.items())
+    share = s["extra_token_cost_share"]
+    return (
+        f"One forward pass of k tokens (k → median ms, 200 tokens of context): {passes}. Each token "
+        f"beyond the first costs **{share:.0%}** of a one-token pass here, so a fast-forwarded token "
+        f"saves only {1 - share:.0%} of a sampled one's forward pass: with "
+        f"{s['forced_share']:.1%} of tokens forced, the ratio cannot pass "
+        f"{1 / (1 - s['forced_share'] * (1 - share)):.2f} even with no other work per token."
+    )
+
+
 def write_markdown(ctx: BenchContext, report: dict, masks: dict[str, list[float]]) -> None:
     s, settings = report["summary"], report["settings"]
 
@@ -217,6 +275,8 @@ budget's completion searches. Left out, because no complete output of theirs fit
 (the engine refuses them): {", ".join(settings.get("skipped_shortest_output_over_max_tokens", [])) or "none"}.
 
 {table(["metric", "value", "target", ""], rows)}
+{forward_line(s)}
+
 {xgrammar_line(s)}
 
 {save_plot(ctx, "decode", draw)}"""
