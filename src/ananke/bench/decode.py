@@ -13,8 +13,10 @@ replay and is counted.
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -63,11 +65,10 @@ FORWARD_BATCHES = (1, 2, 3, 4, 8)
 
 def forward_pass_ms(engine, repeats: int) -> dict[int, float]:
     """Median ms of one llama_decode of k tokens after a 200-token context, per k: what a forced
-    token costs beside a sampled one on this machine. Runs on the engine's context, from this
-    thread, before the engine has run any job: once the scheduler thread has decoded, a pass called
-    from another thread takes ~3x as long for one token (llama.cpp's thread pool), while before,
-    these times are close to the engine's own steps (a profile of this bench: 6.3 ms for 1 token,
-    18.7 ms for 4). Uses sequence 0 and clears it before and after."""
+    token costs beside a sampled one on this machine. Runs on the engine's context from the
+    calling thread, so only in an engine that no other thread has decoded with: llama.cpp's passes
+    from two threads slow each other down ~3x for good (see forward_pass_ms_in_child). Uses
+    sequence 0 and clears it before and after."""
     llama, batch, memory = engine.llama, engine._batch, engine._memory
     context = engine.tokenize_bytes(b'{"name": "Ada", "tags": ["x", "y"], "count": 3} ' * 20)[:200]
 
@@ -95,6 +96,24 @@ def forward_pass_ms(engine, repeats: int) -> dict[int, float]:
     return {k: round(pct(v, 50) * 1000, 3) for k, v in times.items()}
 
 
+def forward_pass_ms_in_child(repeats: int) -> dict[int, float]:
+    """forward_pass_ms in a child process with its own engine (same model and settings), before
+    this process decodes: passes from a thread other than the engine's scheduler, measured here,
+    made every later decode of that engine ~3x slower (and after the scheduler had decoded, the
+    passes themselves). In a fresh process the times are close to the engine's own steps (a
+    profile of this bench: 6.3 ms for 1 token, 18.7 ms for 4)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_forward_pass_child, repeats).result(timeout=600)
+
+
+def _forward_pass_child(repeats: int) -> dict[int, float]:
+    from ananke.engines.llamacpp import shared_runner
+    from ananke.engines.model import default_model_path
+
+    return forward_pass_ms(shared_runner(default_model_path()), repeats)
+
+
 def side(label: str, result) -> dict:
     """Tokens and times of one run; decode time excludes prompt processing (first token)."""
     return {
@@ -117,6 +136,7 @@ def run(ctx: BenchContext) -> dict:
     from ananke.engines.model import default_model_path
 
     n_tasks = 3 if ctx.quick else 20
+    forward_ms = forward_pass_ms_in_child(5 if ctx.quick else 40)
     engine = shared_runner(default_model_path())
     prepared, too_long = [], []
     for task in maskbench_tasks(ctx.need("maskbench"), n_tasks, compiling_only=True):
@@ -127,7 +147,6 @@ def run(ctx: BenchContext) -> dict:
             too_long.append(f"{task.name} ({shortest[0]} tokens)")
             continue
         prepared.append((task.name, task.schema, render_prompt(engine, request), grammar))
-    forward_ms = forward_pass_ms(engine, 5 if ctx.quick else 40)  # before any job: see its docstring
     run_job(engine, prepared[0][2], None)  # warm-up
 
     rows = []
