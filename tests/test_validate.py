@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from ananke import PyConstraintIR
@@ -88,3 +90,22 @@ def test_catastrophic_regex_does_not_hang():
     evil = PyConstraintIR("evil", regex_patterns=["(a+)+$"])
     result = validate("a" * 40 + "!", [evil])
     assert not result.all_satisfied
+
+
+def test_catastrophic_schema_pattern_does_not_hang():
+    # with `re` (jsonschema's default) each of these holds the GIL, and so every thread of the
+    # process, for hours; the coverage benchmark stopped dead on such a schema
+    evil = r"^(\w+\s?)*$"
+    text = "a" * 40 + "!"
+    by_pattern = PyConstraintIR("value", json_schema=json.dumps({"type": "string", "pattern": evil}))
+    by_key = PyConstraintIR(
+        "key",
+        json_schema=json.dumps({"type": "object", "patternProperties": {evil: {"type": "integer"}}}),
+    )
+    result = validate(json.dumps({text: "not an integer"}), [by_key])
+    assert result.satisfied == ["key"]  # the key does not match, so nothing is asserted of its value
+    result = validate(json.dumps(text), [by_pattern])
+    assert result.violated == ["value"] and "does not match" in result.errors["value"]
+    assert validate(json.dumps("ab cd"), [by_pattern]).all_satisfied
+    matching_key = validate(json.dumps({"ab": "x"}), [by_key])
+    assert matching_key.violated == ["key"]  # a key the pattern matches gets its subschema checked

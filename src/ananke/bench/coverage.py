@@ -30,6 +30,7 @@ from ananke.bench.compliance import JSTS_DIR, Case, jsts_cases, maskbench_cases
 from ananke.constraints import compile_constraints, validate
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.schemas import subschemas
+from ananke.constraints.validate import with_timed_patterns
 
 PROMPT = "Produce one realistic example instance of this JSON data."
 # (maskbench every nth, test suite every nth, generation sample, max_tokens)
@@ -198,7 +199,10 @@ def _independent_check(schema, text: str) -> bool | None:
         return False
     try:
         cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(instance)
+        # patterns through the regex module, as in ananke's validator: with `re`, a catastrophic
+        # pattern over the model's output stops the whole bench (it holds the GIL for hours)
+        timed = with_timed_patterns(cls)
+        return timed(schema, format_checker=cls.FORMAT_CHECKER).is_valid(instance)
     except Exception:
         return None
 

@@ -2,7 +2,8 @@
 
 This never looks at how the text was decoded. JSON Schema: `json.loads` then the `jsonschema`
 validator of the schema's draft (2020-12 by default) with format checking. Regex: full match
-with the `regex` module (with a timeout, so a catastrophic pattern cannot hang us). Grammar: a
+with the `regex` module (with a timeout, so a catastrophic pattern cannot hang us); JSON Schema's
+`pattern` and `patternProperties` go through it too. Grammar: a
 fresh llguidance matcher over single bytes, fed the text, must end in an accepting state.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -62,7 +64,38 @@ def _validator(schema_text: str):
     schema = parse_schema("", schema_text)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
-    return cls(schema, format_checker=ALL_FORMATS)
+    return with_timed_patterns(cls)(schema, format_checker=ALL_FORMATS)
+
+
+def with_timed_patterns(cls):
+    """The jsonschema validator class `cls` with `pattern` and `patternProperties` matched by _search."""
+    return jsonschema.validators.extend(cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
+
+
+def _search(pattern: str, text: str) -> bool:
+    """`re.search` as jsonschema does it, but with the `regex` module: it finishes the classic
+    catastrophic patterns at once (`^(\\w+\\s?)*$` over 40 letters and a `!` holds `re`, and with it
+    the GIL and every thread of the process, for hours) and stops the rest after REGEX_TIMEOUT_S."""
+    try:
+        return regex.search(pattern, text, timeout=REGEX_TIMEOUT_S) is not None
+    except regex.error:  # a pattern only `re` reads: checked as jsonschema would
+        return re.search(pattern, text) is not None
+    except TimeoutError:
+        raise NotChecked(f"pattern {pattern!r} took over {REGEX_TIMEOUT_S} s to check") from None
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator, patterns, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
 ALL_FORMATS = jsonschema.FormatChecker()  # every format jsonschema (with format-nongpl) can check
