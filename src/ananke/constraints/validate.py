@@ -67,6 +67,7 @@ def _validator(schema_text: str):
     return with_timed_patterns(cls)(schema, format_checker=ALL_FORMATS)
 
 
+@functools.cache  # one class per draft: `extend` builds a new class each call
 def with_timed_patterns(cls):
     """The jsonschema validator class `cls` with `pattern` and `patternProperties` matched by _search."""
     return jsonschema.validators.extend(cls, {"pattern": _pattern, "patternProperties": _pattern_properties})
