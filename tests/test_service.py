@@ -175,6 +175,16 @@ async def test_relaxed_mode_through_the_service(server):
         timeout=300,
     )
     assert once.json()["attempts"] == 1
+    # a caller that checks outputs itself (the Python client) spares the server its check: one
+    # attempt, no verdict; retries would need one, so asking for both is a 422
+    unchecked = {**body, "schema_mode": "relaxed", "validate_output": False}
+    answer = httpx.post(f"{url}/v1/generate", json=unchecked, headers=_auth(), timeout=300)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["text"] == "[1,1]" and answer.json()["attempts"] == 1
+    assert answer.json()["validation"] is None
+    contradiction = {**unchecked, "max_attempts": 2}
+    wrong = httpx.post(f"{url}/v1/generate", json=contradiction, headers=_auth(), timeout=60)
+    assert wrong.status_code == 422 and "validate_output" in wrong.json()["error"]["message"]
     refused = httpx.post(f"{url}/v1/generate", json=body, headers=_auth(), timeout=60)
     assert refused.status_code == 400 and "uniqueItems" in refused.text
     loose = {**body, "schema_mode": "loose"}

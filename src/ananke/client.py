@@ -203,10 +203,12 @@ class Ananke:
             return max(0.0, deadline - loop.time())
 
         try:
-            if request.schema_mode is None:  # the backend (maybe a remote service) compiles the same
-                request = replace(request, schema_mode=self.schema_mode)
-            if request.closed_objects is None:
-                request = replace(request, closed_objects=self.closed_objects)
+            # the backend (maybe a remote service) compiles the same; one replace: each one
+            # re-checks the whole request
+            defaults = {"schema_mode": self.schema_mode, "closed_objects": self.closed_objects}
+            unset = {name: value for name, value in defaults.items() if getattr(request, name) is None}
+            if unset:
+                request = replace(request, **unset)
             compiling = self._compiled(request.constraints_ir, request.schema_mode, request.closed_objects)
             compiled, hit = await asyncio.wait_for(compiling, remaining())
             attempts = run_attempts(

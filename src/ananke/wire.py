@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ananke.constraints.compiler import CompiledConstraints
 from ananke.engines.base import GenerationResult
@@ -69,6 +69,15 @@ class GenerateBody(_Strict):
     presence_penalty: float = 0.0
     closed_objects: bool | None = None  # None: the server's default (closed)
     loop_guard: bool = True
+    # False: the caller checks the output itself (the Python client does, with the same validator),
+    # so the server skips its check and answers `validation: null`; then one attempt only.
+    validate_output: bool = True
+
+    @model_validator(mode="after")
+    def _attempts_need_validation(self) -> GenerateBody:
+        if not self.validate_output and (self.max_attempts or 1) > 1:
+            raise ValueError("max_attempts above 1 needs validate_output: attempts retry rejected outputs")
+        return self
 
     def to_request(self) -> PyGenerationRequest:
         return PyGenerationRequest(
@@ -98,6 +107,7 @@ class GenerateBody(_Strict):
             seed=request.seed,
             schema_mode=request.schema_mode,
             max_attempts=1,  # the client validates and retries itself
+            validate_output=False,  # ... with the same validator: the server's check would be a repeat
             stream=stream,
             timeout_secs=timeout_secs,
             **{name: getattr(request, name) for name in SAMPLING_FIELDS},
@@ -129,7 +139,8 @@ class GenerateResult(BaseModel):
     budget_steered: int = 0
     loop_breaks: int = 0
     completion_search_us: float = 0.0
-    # The service's own check of the output against the request's constraints (None: none given).
+    # The service's own check of the output against the request's constraints (None: none given,
+    # or the request said validate_output: false).
     validation: dict | None = None
     request_id: str = ""
 

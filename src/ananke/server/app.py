@@ -384,7 +384,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
     ) -> AsyncIterator[str | GenerateResult]:
         """The engine's deltas, then the validated result; rejected outputs get more attempts."""
         request = body.to_request()
-        allowed = 1 if body.stream else attempts_allowed(request, compiled)
+        check = bool(request.constraints_ir) and body.validate_output
+        allowed = attempts_allowed(request, compiled) if check and not body.stream else 1
         attempt_request = request
         for attempt in range(1, allowed + 1):
             stream = engine.stream(attempt_request, compiled, deltas=body.stream)
@@ -397,7 +398,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> FastAP
                 await stream.aclose()  # stops decoding if we leave early
             observe(item, compiled)
             verdict = None
-            if request.constraints_ir:
+            if check:
                 verdict = await asyncio.to_thread(validate, item.text, request.constraints_ir)
             if verdict is None or not verdict.violated or attempt == allowed:
                 yield GenerateResult.from_backend(item, compiled, hit, request_id, verdict, attempt)
