@@ -4,13 +4,14 @@ and sampling controls — with the real model and the real grammars. Behaviour, 
 from __future__ import annotations
 
 import json
+import time
 
 import llguidance as llg
 import numpy as np
 import pytest
 
 from ananke import Ananke, InvalidRequestError, PyConstraintIR, PyGenerationRequest
-from ananke.constraints import compile_constraints
+from ananke.constraints import compile_constraints, completion
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.completion import shortest_completion
 from ananke.constraints.schemas import close_objects
@@ -69,6 +70,25 @@ def test_the_completion_takes_counted_runs_and_required_keys():
     assert found is not None
     instance = json.loads(found)
     assert len(instance["md5"]) == 32 and len(instance["id"]) == 36
+
+
+def test_the_completion_tries_other_letters_where_the_first_leads_nowhere():
+    """Where letters of one class choose different things (a key, a digit range), the search does
+    not stop at the first: here the key `flag` (a pattern it cannot spell) comes first, `id` is
+    the way out, and an integer of at least 1 cannot start with `0`."""
+    schema = {"type": "object", "properties": {
+        "flag": {"type": "string", "pattern": "^alpha|beta|rc|stable$"},
+        "id": {"type": "string"}, "n": {"type": "integer", "minimum": 1}}, "required": ["n"]}  # fmt: skip
+    grammar = compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))]).grammar
+    for prefix in (b'{"', b'{"n":'):
+        matcher = _matcher(grammar)
+        assert matcher.consume_tokens(list(prefix))
+        # the cheapest descent (one byte per class, first) already; it failed on a large schema
+        # before the costlier ones ran out of nodes
+        first = completion._Search(prefix[-8:], completion.SearchLimits())
+        found = first.descend(completion._Node(matcher.deep_copy(), b""), 1, time.perf_counter() + 10)
+        assert found is not None, prefix
+        assert matcher.consume_tokens(list(found)) and matcher.is_accepting(), (prefix, found)
 
 
 # ---------------------------------------------------------------- closed objects

@@ -19,7 +19,9 @@ without progress.
 Bytes the grammar forces are taken in one step (`compute_ff_bytes`). One byte stands for each
 class of the allowed bytes (a-z, A-Z, 0-9, each other ASCII byte, UTF-8 leads, UTF-8
 continuations), and where a state allows almost everything (string content, free text) only a
-short list of bytes is tried. llguidance states cannot be compared, so two states count as the
+short list of bytes is tried. Where a class's byte chose something (keys `flag` and `id`: bytes
+were forced after it, or other bytes allowed), the class's other bytes are tried when it led
+nowhere. llguidance states cannot be compared, so two states count as the
 same when they allow the same bytes, the text ends in the same 4 byte classes (inside
 `[a-z]{2,}`, one letter and two letters differ by their suffix) and the last bytes the grammar
 forced on the way are the same (the values of two keys differ by the key); a state seen before
@@ -37,6 +39,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import llguidance as llg
@@ -45,7 +48,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SearchLimits:
-    nodes: int = 400  # states expanded
+    nodes: int = 600  # states expanded
     seconds: float = 0.25  # a safety net: the node count bounds the work (a state costs 1-1000 µs)
     max_bytes: int = 1 << 16  # longest completion looked for
     suffix: int = 4  # byte classes of the text's end that tell states apart
@@ -141,7 +144,8 @@ class _Search:
         self.nodes += 1
         allowed = node.allowed_now()
         if not self.every or len(allowed) > self.limits.wide:
-            return [c for c in (self.child(node, b) for b in _representatives(allowed, 0)) if c is not None]
+            children = (self.child(node, b) for b in _representatives(allowed, self.limits.wide))
+            return [c for c in children if c is not None]
         out, behaviours = [], set()
         for byte in _representatives(allowed, self.limits.wide, every=True):
             child = self.child(node, byte)
@@ -202,8 +206,34 @@ class _Search:
             fresh = [child for child in children if child.stall <= stall]
             # stable: otherwise in the order of _representatives (content bytes first)
             fresh.sort(key=lambda c: (c.stall > 0, c.stall > 0 or not self.closes(node, c)))
-            stack.append(iter(fresh))
+            stack.append(itertools.chain(fresh, self.rest_of_classes(node, children, stall)))
         return None
+
+    def rest_of_classes(self, node: _Node, children: list[_Node], stall: int) -> Iterator[_Node]:
+        """After every child of `node` failed: in a narrow state, the other bytes of each class
+        whose representative chose something (the grammar forced bytes after it, or allowed
+        other bytes than before: a choice of keys `f`, `i`, `m`, `n` where the key `f` leads
+        nowhere) — not of content classes, where the other letters behave alike. Made lazily, so
+        a path that succeeds never pays for them."""
+        allowed = node.allowed_now()
+        if self.every or len(allowed) > self.limits.wide:
+            return
+        start = len(node.path)
+        choosing = {
+            int(CLASSES[child.path[start]])
+            for child in children
+            if len(child.path) > start + 1 or not np.isin(allowed, child.allowed_now()).all()
+        }
+        tried = {child.path[start] for child in children}
+        parent = allowed.tobytes()
+        for byte in (int(b) for b in allowed if CLASSES[b] in choosing and int(b) not in tried):
+            child = self.child(node, byte)
+            if child is None:
+                continue
+            moved = child.state.is_accepting() or child.allowed_now().tobytes() != parent
+            child.stall = 0 if moved or len(child.path) > len(node.path) + 1 else node.stall + 1
+            if child.stall <= stall:
+                yield child
 
     def best_first(self, root: _Node, deadline: float) -> bytes | None:
         """The shortest path first, each byte without progress counting STALL_COST more."""
