@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import time
 
+import jsonschema
 import llguidance as llg
 import numpy as np
 import pytest
 
-from ananke import Ananke, InvalidRequestError, PyConstraintIR, PyGenerationRequest
+from ananke import Ananke, ConstraintCompileError, InvalidRequestError, PyConstraintIR, PyGenerationRequest
 from ananke.constraints import compile_constraints, completion
 from ananke.constraints.compiler import byte_tokenizer
 from ananke.constraints.completion import shortest_completion
@@ -135,6 +136,65 @@ def test_closed_objects_never_take_undeclared_keys_and_opting_out_restores_them(
     for compiled, accepts in ((closed, False), (opened, True)):
         matcher = _matcher(compiled.grammar)
         assert (matcher.consume_tokens(list(extra)) and matcher.is_accepting()) is accepts
+
+
+KIND = {"type": "object", "oneOf": [
+    {"properties": {"kind": {"enum": ["a"]}, "x": {"type": "integer"}}},
+    {"properties": {"kind": {"enum": ["b", "c"]}, "y": {"type": "string"}}}]}  # fmt: skip
+TEXT = {"type": "string"}
+EITHER = {"type": "object", "oneOf": [{"required": ["name", "s"]}, {"required": ["name", "u"]}],
+          "properties": {"name": TEXT, "s": TEXT, "u": TEXT}}  # fmt: skip
+PAIR = {"oneOf": [{"properties": {"foo": {"type": "string"}}, "required": ["foo"]},
+                  {"properties": {"bar": {"type": "integer"}}, "required": ["bar"]}]}  # fmt: skip
+# instances of each branch, of both, of none
+TRIES = {
+    "KIND": [
+        {},
+        {"kind": "a"},
+        {"kind": "b", "y": "s"},
+        {"x": 1},
+        {"kind": "a", "x": 1, "y": "z"},
+        {"y": "s"},
+    ],
+    "EITHER": [
+        {"name": "n", "s": "x"},
+        {"name": "n", "u": "y"},
+        {"name": "n", "s": "x", "u": "y"},
+        {"name": "n"},
+    ],
+    "PAIR": [{"foo": "x"}, {"bar": 1}, {"foo": "x", "bar": 1}, "text", 5, {}],
+}
+
+
+@pytest.mark.parametrize(("schema", "instances"), [(KIND, TRIES["KIND"]), (EITHER, TRIES["EITHER"]),
+                                                   (PAIR, TRIES["PAIR"])])  # fmt: skip
+def test_one_of_branches_are_kept_apart_and_only_narrow(schema, instances):
+    """With closed objects a oneOf whose branches overlap is decoded with each branch narrowed so
+    that no output matches two (a discriminator made required, another branch's required key
+    forbidden): every instance the grammar takes is valid under the schema as written, each
+    branch can still be generated, and llguidance proves the oneOf (strict mode compiles it)."""
+    constraint = [PyConstraintIR("s", json_schema=json.dumps(schema))]
+    with pytest.raises(ConstraintCompileError, match="oneOf"):
+        compile_constraints(constraint, closed_objects=False)
+    compiled = compile_constraints(constraint)
+    assert "s: /oneOf" in compiled.closed and compiled.relaxed == ()
+    taken = 0
+    for instance in instances:
+        matcher = _matcher(compiled.grammar)
+        if (
+            matcher.consume_tokens(list(json.dumps(instance, separators=(",", ":")).encode()))
+            and matcher.is_accepting()
+        ):
+            taken += 1
+            assert jsonschema.Draft202012Validator(schema).is_valid(instance), instance
+    assert taken >= 2  # one instance of each branch at least
+
+
+def test_one_of_branches_that_cannot_be_told_apart_stay_as_written():
+    strings = {"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}
+    assert close_objects(strings) == [] and strings["oneOf"][0] == {"type": "string"}
+    negated = {"not": json.loads(json.dumps(KIND))}  # narrowing under `not` would widen the whole
+    assert close_objects(negated) == [] and negated == {"not": KIND}
 
 
 # ---------------------------------------------------------------- loop guard and sampling

@@ -14,6 +14,7 @@ listed as `<json pointer>: <what was done>`.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -304,7 +305,8 @@ def _children(node: dict, pointer: str) -> Iterator[tuple[str, str, dict]]:
 
 def close_objects(schema: Any) -> list[str]:
     """Add `"additionalProperties": false`, in place, to each object that declares `properties`
-    and says nothing about other keys; return the JSON pointers of those objects.
+    and says nothing about other keys, and narrow the branches of each overlapping `oneOf` apart
+    (_kept_apart); return the JSON pointers of those objects and those `oneOf`s (`…/oneOf`).
 
     Only where it narrows the whole schema: every instance valid after this is valid before
     (a keyword added to an object is one more assertion), and never under `not`, `if`, `oneOf`,
@@ -321,6 +323,12 @@ def close_objects(schema: Any) -> list[str]:
     candidates: list[tuple[tuple[str, ...], dict]] = []
     path: list[str] = []
 
+    @functools.cache
+    def nested_ids() -> bool:
+        """Whether a subschema has its own `$id` (a "#/…" inside it then names a place in it,
+        which _resolve does not follow)."""
+        return any("$id" in node for pointer, node in subschemas(schema) if pointer)
+
     def walk(node: dict, pointer: str, closable: bool) -> None:
         path.append(pointer)
         ref = node.get("$ref")
@@ -328,7 +336,12 @@ def close_objects(schema: Any) -> list[str]:
             refs.append((tuple(path), not closable or bool(node.keys() - _ANNOTATIONS), ref[1:]))
         if closable and _closable(node):  # never a $ref node: closing adds no $ref sibling
             node["additionalProperties"] = False
-            candidates.append((tuple(path), node))
+            candidates.append((tuple(path), node, None))
+        if closable and isinstance(node.get("oneOf"), list) and not nested_ids():
+            apart = _kept_apart(node, schema)
+            if apart is not None:
+                candidates.append((tuple(path), node, node["oneOf"]))
+                node["oneOf"] = apart
         if not _SUBSCHEMA_KEYS.isdisjoint(node):
             for key, child_pointer, child in _children(node, pointer):
                 walk(child, child_pointer, closable and _closable_under(node, key))
@@ -342,9 +355,131 @@ def close_objects(schema: Any) -> list[str]:
             break
         open_defs |= found
     closed: list[str] = []
-    for at, node in candidates:
+    for at, node, branches in candidates:
         if open_defs.isdisjoint(at):
-            closed.append(at[-1] or "/")
+            closed.append(f"{at[-1]}/oneOf" if branches is not None else at[-1] or "/")
+        elif branches is not None:
+            node["oneOf"] = branches
         else:
             del node["additionalProperties"]
     return closed
+
+
+# ---------------------------------------------------------------- oneOf branches kept apart
+
+_TYPES = frozenset({"null", "boolean", "object", "array", "number", "string", "integer"})
+
+
+def _resolve(node: Any, root: dict, depth: int = 0) -> Any:
+    """The subschema a local `{"$ref": "#/…"}` names (followed up to 8 times); the node itself
+    when it is no such plain reference; None when the reference cannot be followed here."""
+    if not isinstance(node, dict) or "$ref" not in node:
+        return node
+    ref = node["$ref"]
+    if depth > 8 or not isinstance(ref, str) or not ref.startswith("#/") or node.keys() - _ANNOTATIONS:
+        return None
+    target: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            return None
+        target = target[part]
+    return _resolve(target, root, depth + 1)
+
+
+def _types(node: dict) -> set[str] | None:
+    """The JSON types `node` allows by its `type` keyword (None: any)."""
+    declared = node.get("type")
+    names = {declared} if isinstance(declared, str) else set(declared) if isinstance(declared, list) else None
+    if names is None or not names <= _TYPES:
+        return None
+    return names | {"integer"} if "number" in names else names
+
+
+def _values(node: Any, root: dict) -> list | None:
+    """The values a property's schema allows by `const` or `enum` (None: not a finite list)."""
+    node = _resolve(node, root)
+    if not isinstance(node, dict):
+        return None
+    if "const" in node:
+        return [node["const"]]
+    return node["enum"] if isinstance(node.get("enum"), list) else None
+
+
+def _disjoint(a: list, b: list) -> bool:
+    return not {json.dumps(v, sort_keys=True) for v in a} & {json.dumps(v, sort_keys=True) for v in b}
+
+
+def _kept_apart(node: dict, root: dict) -> list | None:
+    """The `oneOf` branches of `node`, each narrowed so that an instance valid under it is invalid
+    under every *other original* branch — then exactly one branch holds, and the oneOf validates
+    whatever the narrowed branches take (their union is a subset of the original oneOf). Per pair
+    of branches, in this order: their `type`s do not meet; a property both give as a `const`/
+    `enum` with no common value becomes required in this branch (a discriminator the schema left
+    optional); a key the other branch requires (and neither this branch nor the parent does) is
+    forbidden here. An object separator makes the branch an object schema. None when some pair
+    cannot be kept apart this way: the oneOf is left as it was, since a partly narrowed branch
+    could make an instance that two branches took, and so invalid, match one branch only."""
+    branches = node["oneOf"]
+    if len(branches) < 2:
+        return None
+    views = [b if isinstance(b, bool) else _resolve(b, root) for b in branches]
+    if any(v is None or v is True for v in views):
+        return None
+    parent_required = set(node.get("required", [])) if isinstance(node.get("required"), list) else set()
+    parent_types = _types(node)
+    apart: list = []
+    for i, (branch, view) in enumerate(zip(branches, views, strict=True)):
+        if view is False:
+            apart.append(branch)
+            continue
+        types = _types(view)
+        if parent_types is not None:  # the parent's `type` holds for the same instance
+            types = parent_types if types is None else types & parent_types
+        object_only = False  # whether being an object already keeps it apart from some branch
+        required = set(view.get("required", [])) if isinstance(view.get("required"), list) else set()
+        properties = view.get("properties") if isinstance(view.get("properties"), dict) else {}
+        must, forbid = set(), set()
+        for j, other in enumerate(views):
+            if j == i or other is False:
+                continue
+            other_types = _types(other)
+            if types is not None and other_types is not None and not types & other_types:
+                continue
+            if types is None and other_types is not None and "object" not in other_types:
+                object_only = True  # made an object schema below
+                continue
+            if types is not None and "object" not in types:
+                return None  # only object keys can tell these two apart here
+            other_properties = other.get("properties") if isinstance(other.get("properties"), dict) else {}
+            discriminators = [
+                key for key in properties
+                if key in other_properties
+                and (mine := _values(properties[key], root)) is not None
+                and (theirs := _values(other_properties[key], root)) is not None
+                and _disjoint(mine, theirs)
+            ]  # fmt: skip
+            other_required = other.get("required") if isinstance(other.get("required"), list) else []
+            keys = [k for k in other_required if isinstance(k, str) and k not in required | parent_required]
+            if discriminators:
+                must.add(discriminators[0])
+            elif keys:
+                forbid.add(keys[0])
+            else:
+                return None
+        if must & forbid:
+            return None
+        if not must and not forbid and not object_only:
+            apart.append(branch)
+            continue
+        narrowed = dict(branch)  # a $ref branch gets them beside its $ref (2020-12: both apply)
+        own_required = list(branch.get("required") or [])
+        if must - set(own_required) - required:
+            narrowed["required"] = [*own_required, *sorted(must - set(own_required) - required)]
+        if forbid:
+            forbidden = dict.fromkeys(sorted(forbid), False)
+            narrowed["properties"] = {**(branch.get("properties") or {}), **forbidden}
+        if types != {"object"}:  # keys (or being an object) tell it apart only as an object
+            narrowed["type"] = "object"
+        apart.append(narrowed)
+    return apart if apart != branches else None  # None: they were apart already
