@@ -61,7 +61,7 @@ def test_unsupported_keyword_schemas_name_the_keyword():
         ("dependentRequired", {"type": "object", "dependentRequired": {"a": ["b"]}}),
         ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}),
         ("contains", {"type": "array", "contains": {"type": "integer"}}),
-        ("unevaluatedProperties", {"type": "object", "unevaluatedProperties": False}),
+        ("unevaluatedProperties", {"type": "object", "allOf": [{}], "unevaluatedProperties": False}),
     ]:
         with pytest.raises(ConstraintCompileError, match=keyword):
             compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))])

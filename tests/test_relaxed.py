@@ -52,7 +52,13 @@ UNSUPPORTED = [
     ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}, "/propertyNames", {"abcd": 1}),
     ("minProperties", {**OBJ, "minProperties": 1}, "/minProperties", {}),
     ("maxProperties", {**OBJ, "maxProperties": 1}, "/maxProperties", {"a": 1, "b": "x"}),
-    ("unevaluatedProperties", {**OBJ, "unevaluatedProperties": False}, "/unevaluatedProperties", {"c": 1}),
+    # beside an allOf (alone it is the additionalProperties it means: test_plain_unevaluated_…)
+    (
+        "unevaluatedProperties",
+        {**OBJ, "allOf": [{"properties": {"c": {}}}], "unevaluatedProperties": False},
+        "/unevaluatedProperties",
+        {"d": 1},
+    ),
 ]
 
 
@@ -250,3 +256,28 @@ async def test_request_mode_overrides_the_client_default(client):
     )
     with pytest.raises(ConstraintCompileError, match="not"):
         await client.generate(request)
+
+
+@pytest.mark.parametrize("closed_objects", [False, True])
+def test_plain_unevaluated_keywords_are_the_additional_ones_they_mean(closed_objects):
+    """With nothing applied in place beside them, `unevaluatedProperties`/`unevaluatedItems` say
+    what `additionalProperties`/`items` say: strict mode compiles them, exactly."""
+    properties = {**OBJ, "patternProperties": {"^x": {"type": "boolean"}}, "unevaluatedProperties": False}
+    items = {"type": "array", "prefixItems": [{"type": "integer"}], "unevaluatedItems": {"type": "string"}}
+    cases = [
+        (properties, [{"a": 1}, {"a": 1, "xy": True}, {}], [{"a": 1, "c": 2}, {"xy": 1}]),
+        (items, [[1], [1, "s", "t"], []], [[1, 2], ["s"]]),
+        # draft-07 has no such keyword: it is ignored there, so only a relaxed compile names it
+        ({"$schema": D7, **OBJ, "unevaluatedProperties": False}, None, None),
+    ]
+    for schema, valid, invalid in cases:
+        if valid is None:
+            with pytest.raises(ConstraintCompileError, match="unevaluatedProperties"):
+                _compile(schema, closed_objects=closed_objects)
+            continue
+        compiled = _compile(schema, closed_objects=closed_objects)
+        assert compiled.relaxed == ()
+        for instance in valid:
+            assert _accepts(compiled.grammar, instance), instance
+        for instance in invalid:
+            assert not _accepts(compiled.grammar, instance), instance

@@ -214,15 +214,21 @@ def _may_be_string(node: dict) -> bool:
 
 
 def _prepare(name: str, schema: dict) -> set[str]:
-    """In place, in one walk: the 2020-12 spelling of the schema's draft, integral counts, and
-    no `format` llguidance does not know on a node that may be a string (an annotation; asking
-    llguidance first would cost a second compile); returns the formats dropped."""
-    translate = schemas.translator(schemas.draft_of(name, schema))
+    """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
+    `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), integral
+    counts, and no `format` llguidance does not know on a node that may be a string (an
+    annotation; asking llguidance first would cost a second compile); returns the formats
+    dropped."""
+    draft = schemas.draft_of(name, schema)
+    translate = schemas.translator(draft)
+    unevaluated = draft in ("2019-09", "2020-12")  # older drafts have no such keywords
     unknown: set[str] = set()
 
     def change(node: dict) -> None:
         if translate is not None:
             translate(node)
+        if unevaluated and ("unevaluatedProperties" in node or "unevaluatedItems" in node):
+            schemas.plain_unevaluated(node)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
         fmt = node.get("format")

@@ -187,6 +187,28 @@ def _split_id(node: dict, key: str, root_document: str | None) -> None:
         node["$anchor"] = fragment  # a "#/json/pointer" id names nothing new: dropped
 
 
+# Subschemas applied to the same instance whose evaluated keys (items) `unevaluated*` also sees.
+_EVALUATES_IN_PLACE = frozenset(
+    {"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies",
+     "$ref", "$dynamicRef", "$recursiveRef"}
+)  # fmt: skip
+
+
+def plain_unevaluated(node: dict) -> None:
+    """2019-09/2020-12 `unevaluatedProperties` (`unevaluatedItems`) where nothing is applied in
+    place beside it, in place: there "unevaluated" means "not matched by `properties` or
+    `patternProperties`" ("past `prefixItems`"), which is what `additionalProperties` (`items`)
+    says — and llguidance enforces that. Beside an `additionalProperties` (`items`), which
+    evaluates every key (item), it is a no-op. Items are left alone beside `contains`, whose
+    matches count as evaluated."""
+    if not _EVALUATES_IN_PLACE.isdisjoint(node):
+        return
+    if "unevaluatedProperties" in node:
+        node.setdefault("additionalProperties", node.pop("unevaluatedProperties"))
+    if "unevaluatedItems" in node and "contains" not in node:
+        node.setdefault("items", node.pop("unevaluatedItems"))
+
+
 # ---------------------------------------------------------------- relaxed mode
 
 # Assertions llguidance refuses that can simply be left out (each only ever narrows the valid set).
