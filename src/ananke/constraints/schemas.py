@@ -3,7 +3,8 @@
 llguidance implements the 2020-12 meaning of every keyword. A schema of an older draft is first
 translated to the 2020-12 spelling of the same meaning (`items` arrays, `$ref` siblings,
 draft-04's boolean `exclusiveMaximum`, `id`), so the grammar enforces what the schema's own draft
-says — the same draft the validator checks with.
+says — the same draft the validator checks with. `unevaluated*` with nothing else evaluating
+beside it becomes the `additional*` it means (plain_unevaluated).
 
 Relaxed mode (opt-in) then weakens, one named location at a time, the assertions llguidance cannot
 enforce. Each relaxation only *removes* an assertion (or turns `oneOf` into `anyOf`), so every
@@ -342,7 +343,8 @@ def close_objects(schema: Any) -> list[str]:
     # One walk closes every candidate and notes each local $ref; a candidate inside a definition
     # that turns out open is reopened afterwards. Each comes with the pointers from the root to it.
     refs: list[tuple[tuple[str, ...], bool, str]] = []  # (path, open wherever it leads, target)
-    candidates: list[tuple[tuple[str, ...], dict]] = []
+    # (path, node, None for an object closed, else the node's oneOf branches before narrowing)
+    candidates: list[tuple[tuple[str, ...], dict, list | None]] = []
     path: list[str] = []
 
     @functools.cache
