@@ -138,6 +138,23 @@ def test_closed_objects_never_take_undeclared_keys_and_opting_out_restores_them(
         assert (matcher.consume_tokens(list(extra)) and matcher.is_accepting()) is accepts
 
 
+def test_the_completion_spells_the_words_of_a_pattern():
+    """`^allow|deny$` takes any string that starts with allow or ends with deny: one byte per
+    class cannot spell either, so string content also tries the pattern's own words."""
+    schema = {"type": "object", "properties": {"effect": {"type": "string", "pattern": "^allow|deny$"}},
+              "required": ["effect"]}  # fmt: skip
+    grammar = compile_constraints([PyConstraintIR("s", json_schema=json.dumps(schema))]).grammar
+    assert completion.pattern_words(grammar) == (b"allow", b"deny")
+    regex = compile_constraints([PyConstraintIR("r", regex_patterns=[r"x(yes|no)+[abc]{2}\d"])]).grammar
+    assert completion.pattern_words(regex) == (b"yes", b"no")
+    for prefix in (b'{"effect":"', b'{"effect":"maybe '):
+        matcher = _matcher(grammar)
+        assert matcher.consume_tokens(list(prefix))
+        found = shortest_completion(matcher, prefix[-8:], words=completion.pattern_words(grammar))
+        assert found is not None, prefix
+        assert matcher.consume_tokens(list(found)) and matcher.is_accepting(), (prefix, found)
+
+
 KIND = {"type": "object", "oneOf": [
     {"properties": {"kind": {"enum": ["a"]}, "x": {"type": "integer"}}},
     {"properties": {"kind": {"enum": ["b", "c"]}, "y": {"type": "string"}}}]}  # fmt: skip

@@ -36,11 +36,16 @@ found within the bounds.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import itertools
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import llguidance as llg
 import numpy as np
@@ -101,6 +106,43 @@ def _representatives(allowed: np.ndarray, wide: int, every: bool = False) -> lis
     return [int(b) for b in allowed[np.argsort(_RANK[allowed], kind="stable")]]
 
 
+_REGEX_LITERAL = re.compile(r"/((?:[^/\\\n]|\\.)+)/")  # a Lark grammar's /regex/ tokens
+_NOT_LITERAL = re.compile(r"\\.|\[(?:[^\]\\]|\\.)*\]|\{[^}]*\}")  # escapes, classes, counts
+MAX_WORDS = 32
+
+
+@functools.lru_cache(maxsize=64)
+def pattern_words(grammar: str) -> tuple[bytes, ...]:
+    """Literal words (two or more letters or digits) of a grammar's regexes: JSON Schema
+    `pattern`s and `patternProperties` names of a JSON-schema grammar, `/…/` tokens of a Lark
+    one. In string content one byte per class cannot spell `deny` of `^allow|deny$`; the search
+    tries such words whole there."""
+    sources: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "pattern" and isinstance(item, str):
+                    sources.append(item)
+                elif key == "patternProperties" and isinstance(item, dict):
+                    sources.extend(item)
+                elif key == "lark_grammar" and isinstance(item, str):
+                    sources.extend(_REGEX_LITERAL.findall(item))
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    if grammar.startswith("{"):  # llguidance's JSON form (a JSON schema's grammar)
+        with contextlib.suppress(ValueError):
+            walk(json.loads(grammar))
+    else:
+        sources.extend(_REGEX_LITERAL.findall(grammar))
+    literal = (_NOT_LITERAL.sub(" ", source) for source in sources)
+    words = (word.encode() for text in literal for word in re.findall(r"[A-Za-z0-9]{2,}", text))
+    return tuple(dict.fromkeys(words))[:MAX_WORDS]
+
+
 @dataclass(eq=False)
 class _Node:
     state: llg.LLMatcher
@@ -118,8 +160,8 @@ class _Node:
 class _Search:
     every = False  # one child per distinct behaviour of each allowed byte, not per byte class
 
-    def __init__(self, text_end: bytes, limits: SearchLimits) -> None:
-        self.text_end, self.limits = text_end, limits
+    def __init__(self, text_end: bytes, limits: SearchLimits, words: tuple[bytes, ...] = ()) -> None:
+        self.text_end, self.limits, self.words = text_end, limits, words
         self.nodes = 0
 
     def key(self, node: _Node) -> tuple[bytes, tuple[int, ...], bytes]:
@@ -127,10 +169,14 @@ class _Search:
         return node.allowed_now().tobytes(), tuple(int(SUFFIX_CLASSES[b]) for b in end), node.landmark
 
     def child(self, node: _Node, byte: int) -> _Node | None:
+        return self.child_of(node, bytes([byte]))
+
+    def child_of(self, node: _Node, text: bytes) -> _Node | None:
+        """The node after `text` (a byte, or a word) and the bytes the grammar then forces."""
         state = node.state.deep_copy()
-        if not state.consume_token(byte):
+        if state.try_consume_tokens(list(text)) != len(text):
             return None
-        step, landmark = bytes([byte]), node.landmark
+        step, landmark = text, node.landmark
         forced = state.compute_ff_bytes()
         if forced:
             if not state.consume_tokens(list(forced)):
@@ -143,6 +189,10 @@ class _Search:
         bytes of a class that lead to different allowed sets: `e` in `[a-z]*e[a-z]*` & …)."""
         self.nodes += 1
         allowed = node.allowed_now()
+        if len(allowed) > self.limits.wide and self.words:  # string content: the patterns' words too
+            children = [self.child(node, b) for b in _representatives(allowed, self.limits.wide)]
+            words = [self.child_of(node, word) for word in self.words if word[0] in allowed]
+            return [c for c in children + words if c is not None]
         if not self.every or len(allowed) > self.limits.wide:
             children = (self.child(node, b) for b in _representatives(allowed, self.limits.wide))
             return [c for c in children if c is not None]
@@ -257,12 +307,16 @@ class _Search:
 
 
 def shortest_completion(
-    matcher: llg.LLMatcher, text_end: bytes = b"", limits: SearchLimits | None = None
+    matcher: llg.LLMatcher,
+    text_end: bytes = b"",
+    limits: SearchLimits | None = None,
+    words: tuple[bytes, ...] = (),
 ) -> bytes | None:
     """Bytes after which the byte-level `matcher` accepts (b"" when it already does).
 
-    `text_end` is the end of the text consumed so far (a few bytes), used to tell states apart.
-    The matcher is left untouched. None: nothing found within `limits`.
+    `text_end` is the end of the text consumed so far (a few bytes), used to tell states apart;
+    `words` are tried whole in string content (`pattern_words` of the grammar). The matcher is
+    left untouched. None: nothing found within `limits`.
     """
     limits = limits or SearchLimits()
     if matcher.is_error():
@@ -273,7 +327,7 @@ def shortest_completion(
     forced = state.compute_ff_bytes()
     if forced and not state.consume_tokens(list(forced)):
         return None
-    search, start = _Search(text_end, limits), time.perf_counter()
+    search, start = _Search(text_end, limits, words), time.perf_counter()
     for every, stall, runs in DESCENTS:  # cheap first: most ends need a few content bytes at most
         search.every = every
         found = search.descend(_Node(state, forced), stall, start + limits.seconds * 0.7, runs)

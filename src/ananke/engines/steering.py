@@ -21,7 +21,7 @@ import llguidance as llg
 import numpy as np
 
 from ananke.constraints.compiler import CompileLimits, byte_tokenizer
-from ananke.constraints.completion import SearchLimits, allowed_bytes, shortest_completion
+from ananke.constraints.completion import SearchLimits, allowed_bytes, pattern_words, shortest_completion
 
 MIN_TEMPERATURE = 1e-4  # below this, sampling is greedy (the distribution is one-hot anyway)
 
@@ -150,6 +150,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         self.mirror = llg.LLMatcher(byte_tokenizer(), self.grammar, log_level=0, limits=_PARSER_LIMITS)
+        self.words = pattern_words(self.grammar)
         self.text_end = b""
         self.witness: bytes | None = None  # a completion from the current state, when known
         self.need: int | None = None  # its length in model tokens
@@ -164,7 +165,9 @@ class Budget:
         started = time.perf_counter()
         looks = (allowed_bytes(self.mirror).tobytes(), text_end[-4:])
         found = (
-            None if looks in self._failed else shortest_completion(self.mirror, text_end[-8:], self.limits)
+            None
+            if looks in self._failed
+            else shortest_completion(self.mirror, text_end[-8:], self.limits, self.words)
         )
         if found is None:
             self._failed.add(looks)
@@ -254,7 +257,7 @@ def start_need(grammar: str, tokenize, limits: SearchLimits = START_SEARCH) -> t
     mirror = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0, limits=_PARSER_LIMITS)
     if mirror.is_error():
         return None
-    found = shortest_completion(mirror, b"", limits)
+    found = shortest_completion(mirror, b"", limits, pattern_words(grammar))
     return None if found is None else (len(tokenize(found)), found)
 
 
