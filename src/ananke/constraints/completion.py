@@ -189,12 +189,10 @@ class _Search:
         bytes of a class that lead to different allowed sets: `e` in `[a-z]*e[a-z]*` & …)."""
         self.nodes += 1
         allowed = node.allowed_now()
-        if len(allowed) > self.limits.wide and self.words:  # string content: the patterns' words too
-            children = [self.child(node, b) for b in _representatives(allowed, self.limits.wide)]
-            words = [self.child_of(node, word) for word in self.words if word[0] in allowed]
-            return [c for c in children + words if c is not None]
         if not self.every or len(allowed) > self.limits.wide:
-            children = (self.child(node, b) for b in _representatives(allowed, self.limits.wide))
+            children = [self.child(node, b) for b in _representatives(allowed, self.limits.wide)]
+            if len(allowed) > self.limits.wide:  # string content: the patterns' words too
+                children += [self.child_of(node, word) for word in self.words if word[0] in allowed]
             return [c for c in children if c is not None]
         out, behaviours = [], set()
         for byte in _representatives(allowed, self.limits.wide, every=True):
@@ -218,18 +216,20 @@ class _Search:
 
     def progress(self, node: _Node) -> list[_Node]:
         """The children, each with its stall count (0 when the allowed set changed)."""
-        parent = node.allowed_now().tobytes()
-        out = []
-        for child in self.children(node):
-            progress = (
-                child.state.is_accepting()
-                or child.allowed_now().tobytes() != parent
-                or len(child.path) > len(node.path) + 1  # the grammar forced bytes: moved on
-                or self.closes(node, child)  # `}` closing a map of any keys allows what `,` did
-            )
-            child.stall = 0 if progress else node.stall + 1
-            out.append(child)
-        return out
+        children = self.children(node)
+        for child in children:
+            self.count_stall(node, child)
+        return children
+
+    def count_stall(self, parent: _Node, child: _Node) -> None:
+        """The child's stall count: 0 when it made progress, else one more than its parent's."""
+        progress = (
+            child.state.is_accepting()
+            or child.allowed_now().tobytes() != parent.allowed_now().tobytes()
+            or len(child.path) > len(parent.path) + 1  # the grammar forced bytes: moved on
+            or self.closes(parent, child)  # `}` closing a map of any keys allows what `,` did
+        )
+        child.stall = 0 if progress else parent.stall + 1
 
     def descend(self, root: _Node, stall: int, deadline: float, runs: bool = False) -> bytes | None:
         """Depth first, progress first (closing bytes first among equals); paths stalling more
@@ -275,13 +275,11 @@ class _Search:
             if len(child.path) > start + 1 or not np.isin(allowed, child.allowed_now()).all()
         }
         tried = {child.path[start] for child in children}
-        parent = allowed.tobytes()
         for byte in (int(b) for b in allowed if CLASSES[b] in choosing and int(b) not in tried):
             child = self.child(node, byte)
             if child is None:
                 continue
-            moved = child.state.is_accepting() or child.allowed_now().tobytes() != parent
-            child.stall = 0 if moved or len(child.path) > len(node.path) + 1 else node.stall + 1
+            self.count_stall(node, child)
             if child.stall <= stall:
                 yield child
 
