@@ -5,14 +5,15 @@ and the response to responses.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing, contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ananke.attempts import run_attempts
 from ananke.backends import make_backend
 from ananke.backends.base import Backend
+from ananke.compat import timeout_at
 from ananke.config import PyModalConfig, check_client_options, client_settings_from_env
 from ananke.constraints import CompileCache, CompiledConstraints, CompileLimits
 from ananke.constraints.compiler import compile_constraints, constraints_hash
@@ -25,6 +26,8 @@ from ananke.types import (
     PyGenerationResponse,
     check_schema_mode,
 )
+
+T = TypeVar("T")
 
 
 class Ananke:
@@ -172,9 +175,13 @@ class Ananke:
 
     async def generate(self, request: PyGenerationRequest) -> PyGenerationResponse:
         """Generate, validate and describe one output. Raises AnankeError / GenerationTimeout."""
-        async for item in self._run(request, deltas=False):
-            if isinstance(item, PyGenerationResponse):
-                return item
+        # one deadline around the whole call, not asyncio.wait_for per step (a task each)
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_secs
+        with self._timeouts():
+            async with timeout_at(deadline), aclosing(self._run(request, False, _as_is)) as items:
+                async for item in items:
+                    if isinstance(item, PyGenerationResponse):
+                        return item
         raise AssertionError("generation ended without a response")  # pragma: no cover
 
     def generate_stream(self, request: PyGenerationRequest) -> AsyncIterator[str | PyGenerationResponse]:
@@ -183,52 +190,68 @@ class Ananke:
         `timeout_secs` bounds the whole generation; on timeout (or when the consumer stops
         iterating) decoding stops and `GenerationTimeout` is raised.
         """
-        return self._run(request, deltas=True)
+        return self._stream(request)
+
+    async def _stream(self, request: PyGenerationRequest) -> AsyncIterator[str | PyGenerationResponse]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_secs
+
+        def within(waiting: Awaitable[T]) -> Awaitable[T]:
+            # per step: a deadline around the yields would cancel the consumer's own code
+            return asyncio.wait_for(waiting, max(0.0, deadline - loop.time()))
+
+        with self._timeouts():
+            async with aclosing(self._run(request, True, within)) as items:
+                async for item in items:
+                    yield item
+
+    @contextmanager
+    def _timeouts(self) -> Iterator[None]:
+        """asyncio's timeout as GenerationTimeout; a backend's own keeps its message."""
+        try:
+            yield
+        except GenerationTimeout:
+            raise
+        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
+            raise GenerationTimeout(
+                f"generation took longer than timeout_secs={self.config.timeout_secs}"
+            ) from None
 
     async def _run(
-        self, request: PyGenerationRequest, deltas: bool
+        self,
+        request: PyGenerationRequest,
+        deltas: bool,
+        within: Callable[[Awaitable[Any]], Awaitable[Any]],
     ) -> AsyncIterator[str | PyGenerationResponse]:
         """Compile, then one attempt per loop: generate, validate, retry while rejected.
 
         A stream makes one attempt only (what was streamed cannot be taken back); its verdict is
-        reported as it is.
+        reported as it is. `within` bounds each wait by the caller's deadline.
         """
         if not isinstance(request, PyGenerationRequest):
             raise InvalidRequestError(f"generate expects a PyGenerationRequest, got {type(request)}")
-        timeout = self.config.timeout_secs
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        # the backend (maybe a remote service) compiles the same; one replace: each one re-checks
+        # the whole request
+        defaults = {"schema_mode": self.schema_mode, "closed_objects": self.closed_objects}
+        unset = {name: value for name, value in defaults.items() if getattr(request, name) is None}
+        if unset:
+            request = replace(request, **unset)
+        compiling = self._compiled(request.constraints_ir, request.schema_mode, request.closed_objects)
+        compiled, hit = await within(compiling)
+        attempts = run_attempts(
+            request,
+            compiled,
+            lambda attempt_request: self._backend.stream(attempt_request, compiled, deltas=deltas),
+            lambda result, attempt: asyncio.to_thread(
+                build_response, request, compiled, hit, result, attempt
+            ),
+            within,
+            deltas,
+        )
+        async with aclosing(attempts):
+            async for item in attempts:
+                yield item
 
-        def remaining() -> float:
-            return max(0.0, deadline - loop.time())
 
-        try:
-            # the backend (maybe a remote service) compiles the same; one replace: each one
-            # re-checks the whole request
-            defaults = {"schema_mode": self.schema_mode, "closed_objects": self.closed_objects}
-            unset = {name: value for name, value in defaults.items() if getattr(request, name) is None}
-            if unset:
-                request = replace(request, **unset)
-            compiling = self._compiled(request.constraints_ir, request.schema_mode, request.closed_objects)
-            compiled, hit = await asyncio.wait_for(compiling, remaining())
-            attempts = run_attempts(
-                request,
-                compiled,
-                lambda attempt_request: self._backend.stream(attempt_request, compiled, deltas=deltas),
-                lambda result, attempt: asyncio.to_thread(
-                    build_response, request, compiled, hit, result, attempt
-                ),
-                lambda waiting: asyncio.wait_for(waiting, remaining()),
-                deltas,
-            )
-            async with aclosing(attempts):
-                async for item in attempts:
-                    if isinstance(item, PyGenerationResponse):
-                        response = item
-                    else:
-                        yield item
-        except GenerationTimeout:  # a backend's own, with its own message
-            raise
-        except asyncio.TimeoutError:  # the builtin TimeoutError from 3.11 on
-            raise GenerationTimeout(f"generation took longer than timeout_secs={timeout}") from None
-        yield response
+def _as_is(waiting: Awaitable[T]) -> Awaitable[T]:
+    return waiting
