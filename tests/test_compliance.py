@@ -55,7 +55,7 @@ def test_maskbench_sample_never_falsely_accepts(shared_data, model_tokenizer, re
 
 def test_unsupported_keyword_schemas_name_the_keyword():
     for keyword, schema in [
-        ("not", {"not": {"type": "null"}}),
+        ("not", {"not": {"minimum": 3}}),
         ("uniqueItems", {"type": "array", "uniqueItems": True}),
         ("if", {"if": {"type": "string"}, "then": {"minLength": 2}}),
         ("dependentRequired", {"type": "object", "dependentRequired": {"a": ["b"]}}),

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import llguidance as llg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ananke import Ananke, ConstraintCompileError, InvalidRequestError, PyConstraintIR, PyGenerationRequest
 from ananke.constraints import compile_constraints, validate
@@ -27,10 +30,12 @@ def _accepts(grammar: str, instance) -> bool:
 
 D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"
 OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+# a `not` with no positive spelling (not "b is 'x'"): see test_nots_with_a_positive_meaning_…
+NOT_B_X = {"properties": {"b": {"const": "x"}}, "required": ["b"]}
 # (keyword llguidance refuses, schema using it, pointer the relaxed result names, an instance the
 # relaxed grammar admits although the full schema rejects it)
 UNSUPPORTED = [
-    ("not", {**OBJ, "not": {"required": ["b"]}}, "/not", {"a": 1, "b": "x"}),
+    ("not", {**OBJ, "not": NOT_B_X}, "/not", {"a": 1, "b": "x"}),
     ("oneOf", {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]}, "/oneOf", 3),
     (
         "uniqueItems",
@@ -239,18 +244,19 @@ async def test_relaxed_output_that_breaks_the_full_schema_is_resampled_and_repor
 
 @pytest.mark.model
 async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(client):
-    # `not` is dropped while decoding; no output can break it (there is no key "c" to write)
-    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": {"required": ["c"]}}
-    constraint = PyConstraintIR("no_c", json_schema=json.dumps(schema))
+    # `not` is dropped while decoding; no output can break it (a string "x" has no key to go in)
+    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": NOT_B_X}
+    schema["properties"] = {"a": OBJ["properties"]["a"]}
+    constraint = PyConstraintIR("no_b", json_schema=json.dumps(schema))
     response = await client.generate(PyGenerationRequest("Give a as 3.", [constraint], 24, 0.0))
     assert response.validation.all_satisfied, response.validation.errors
     assert response.metadata.attempts == 1
-    assert response.metadata.relaxed == ["no_c: /not: not enforced"]
+    assert response.metadata.relaxed == ["no_b: /not: not enforced"]
 
 
 @pytest.mark.model
 async def test_request_mode_overrides_the_client_default(client):
-    schema = json.dumps({**OBJ, "not": {"required": ["b"]}})
+    schema = json.dumps({**OBJ, "not": NOT_B_X})
     request = PyGenerationRequest(
         "x", [PyConstraintIR("s", json_schema=schema)], 8, 0.0, schema_mode="strict"
     )
@@ -281,3 +287,61 @@ def test_plain_unevaluated_keywords_are_the_additional_ones_they_mean(closed_obj
             assert _accepts(compiled.grammar, instance), instance
         for instance in invalid:
             assert not _accepts(compiled.grammar, instance), instance
+
+
+# (schema, valid, invalid): each `not` has a positive spelling, which strict mode enforces exactly
+NOTS = [
+    ({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"not": {}}}},
+     [{"a": 1}, {}], [{"b": 1}, {"a": 1, "b": None}]),
+    ({**OBJ, "not": {"required": ["b"]}}, [{"a": 1}, {}], [{"b": "x"}, {"a": 1, "b": "x"}, 3, "s"]),
+    ({**OBJ, "not": {"required": ["a", "b"]}}, [{"a": 1}, {"b": "x"}, {}], [{"a": 1, "b": "x"}, [], None]),
+    ({"not": {"type": ["string", "object"]}}, [1, 2.5, None, True, [1]], ["s", {}]),
+    ({"type": ["integer", "string"], "not": {"type": "number"}}, ["s"], [1, 2.5]),
+    ({"properties": {"init": {"type": "string", "not": {"enum": ["upstart", "up"]}}}},
+     [{"init": "systemd"}, {"init": "u"}, {"init": "upstar"}, {"init": "upstarts"}, {"init": ""}],
+     [{"init": "upstart"}, {"init": "up"}]),
+    ({"not": {"const": "x", "description": "anything but x"}}, [1, "y", "", "xx", None, {}], ["x"]),
+    ({"type": "string", "pattern": "^a", "not": {"enum": ["ab"]}}, ["a", "abc"], ["ab", "b"]),
+    ({"type": "integer", "not": {"enum": ["1"]}}, [1], ["1"]),  # vacuous: no integer is "1"
+    ({"type": "integer", "not": False}, [1], ["1"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("schema", "valid", "invalid"), NOTS)
+def test_nots_with_a_positive_meaning_are_enforced_exactly(schema, valid, invalid):
+    checker = jsonschema.Draft202012Validator(schema)
+    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
+    compiled = _compile(schema)  # strict: nothing is left out
+    assert compiled.relaxed == ()
+    for instance in valid:
+        assert _accepts(compiled.grammar, instance), instance
+    for instance in invalid:
+        assert not _accepts(compiled.grammar, instance), instance
+
+
+def test_nots_without_a_positive_meaning_stay_as_written():
+    for inner in [{"type": "integer"}, {"minimum": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_X]:
+        with pytest.raises(ConstraintCompileError, match="not"):
+            _compile({"not": inner})
+        assert _compile({"not": inner}, "relaxed").relaxed == ("s: /not: not enforced",)
+    with pytest.raises(ConstraintCompileError, match="Unsatisfiable"):  # nothing is valid at all
+        _compile({"type": "object", "properties": {"a": {"not": {}}}, "required": ["a"]}, "relaxed")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    values=st.lists(st.text(alphabet='ab"\\\né😀 ', max_size=4), min_size=1, max_size=5),
+    tries=st.lists(st.text(alphabet='ab"\\\né😀 ', max_size=5), max_size=12),
+)
+def test_a_not_enum_pattern_takes_no_listed_string_and_every_plain_other(values, tries):
+    """The pattern for `not: {enum: strings}` never admits a listed string; it admits every other
+    string, save one that leaves the listed ones by a control character, quote or backslash."""
+    grammar = _compile({"type": "string", "not": {"enum": values}}).grammar
+    for text in [*tries, *values]:
+        matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+        encoded = json.dumps(text, ensure_ascii=False).encode()  # llguidance writes UTF-8, not \u
+        accepted = matcher.consume_tokens(list(encoded)) and matcher.is_accepting()
+        if text in values:
+            assert not accepted, (values, text)
+        elif not any(c in text for c in '"\\\n'):
+            assert accepted, (values, text)

@@ -96,7 +96,7 @@ leaf_schemas = st.one_of(
     st.builds(lambda value: {"const": value}, scalars),
     st.sampled_from(
         [
-            {"not": {"type": "null"}},
+            {"not": {"minimum": 3}},
             {"type": "array", "uniqueItems": True},
             {"if": {"type": "string"}, "then": {"minLength": 1}},
         ]

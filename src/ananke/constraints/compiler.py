@@ -215,7 +215,8 @@ def _may_be_string(node: dict) -> bool:
 
 def _prepare(name: str, schema: dict) -> set[str]:
     """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
-    `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), integral
+    `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), the `not`s
+    that have a positive meaning in it (schemas.plain_not), integral
     counts, and no `format` llguidance does not know on a node that may be a string (an
     annotation; asking llguidance first would cost a second compile); returns the formats
     dropped."""
@@ -229,6 +230,8 @@ def _prepare(name: str, schema: dict) -> set[str]:
             translate(node)
         if unevaluated and ("unevaluatedProperties" in node or "unevaluatedItems" in node):
             schemas.plain_unevaluated(node)
+        if "not" in node:
+            schemas.plain_not(node)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
         fmt = node.get("format")

@@ -210,6 +210,148 @@ def plain_unevaluated(node: dict) -> None:
         node.setdefault("items", node.pop("unevaluatedItems"))
 
 
+# Keys that say nothing about an instance (a `not` of only these rejects everything).
+_NOTES = frozenset({"title", "description", "default", "examples", "$comment", "deprecated"})
+# JSON types as disjoint kinds: "number" is an integer or a fraction.
+_KINDS = frozenset({"null", "boolean", "object", "array", "string", "integer", "fraction"})
+# A `not` enum longer than this (in all, or one value) stays as written: its pattern grows with it.
+NOT_ENUM_MAX_CHARS, NOT_ENUM_MAX_VALUE = 1024, 128
+
+
+def plain_not(node: dict) -> None:
+    """`not` in the forms that have a plain positive meaning, in place (llguidance has no `not`):
+
+    - `not: {}` or `true`: nothing is valid here (`allOf: [false]`); `not: false`: no assertion;
+    - `not: {"type": T}`: the other types (kept as written for a lone "integer": non-integral
+      numbers have no type of their own);
+    - `not: {"required": [k, …]}`: an object without k, or without one of them (`properties:
+      {k: false}`); `required` holds for every non-object, so the negation admits objects only;
+    - `not: {"enum"/"const": strings}`: a `pattern` matching every other string (only strings
+      are listed, so every other value passes the `not` and is no string: a pattern leaves it be).
+    Any other `not` stays (strict mode refuses it, relaxed mode drops it). Exact: the same
+    instances are valid before and after, save strings that would leave the listed ones by a
+    control character, a quote or a backslash, which the pattern does not offer (see
+    _other_strings)."""
+    inner = node["not"]
+    if inner is False:
+        del node["not"]
+        return
+    if not isinstance(inner, dict) and inner is not True:
+        return
+    keys = set() if inner is True else inner.keys() - _NOTES
+    node_kinds = _kinds(node.get("type")) if "type" in node else set(_KINDS)
+    if node_kinds is None:
+        return
+    if not keys:  # rejects everything
+        _and(node, False)
+    elif keys == {"type"}:
+        negated = _kinds(inner["type"])
+        if negated is None:
+            return
+        kinds = node_kinds - negated
+        if kinds and _type_of(kinds) is None:
+            return  # fractions only: no `type` says that
+        _set_kinds(node, kinds)
+    elif keys == {"required"} and isinstance(inner["required"], list):
+        names = inner["required"]
+        if not all(isinstance(k, str) for k in names) or not isinstance(node.get("properties", {}), dict):
+            return
+        _set_kinds(node, node_kinds & {"object"})
+        if len(set(names)) == 1:
+            node["properties"] = {**node.get("properties", {}), names[0]: False}
+        elif names:
+            _and(node, {"anyOf": [{"properties": {k: False}} for k in dict.fromkeys(names)]})
+        else:  # `required: []` holds for every instance
+            _and(node, False)
+    elif keys in ({"enum"}, {"const"}, {"enum", "type"}, {"const", "type"}):
+        values = [inner["const"]] if "const" in inner else inner["enum"]
+        if not values or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return
+        if "type" in inner and inner["type"] != "string":
+            return
+        if sum(map(len, values)) > NOT_ENUM_MAX_CHARS or max(map(len, values)) > NOT_ENUM_MAX_VALUE:
+            return
+        if "string" in node_kinds:
+            pattern = _other_strings(values)
+            if "pattern" in node:
+                _and(node, {"pattern": pattern})
+            else:
+                node["pattern"] = pattern
+    else:
+        return
+    del node["not"]
+
+
+def _kinds(declared: Any) -> set[str] | None:
+    names = [declared] if isinstance(declared, str) else declared if isinstance(declared, list) else None
+    if names is None or not set(names) <= _TYPES:
+        return None
+    kinds = set(names) - {"number"}
+    return kinds | {"integer", "fraction"} if "number" in names else kinds
+
+
+def _type_of(kinds: set[str]) -> list[str] | None:
+    """`type` for a non-empty set of kinds (None: fractions without integers)."""
+    if "fraction" in kinds and "integer" not in kinds:
+        return None
+    names = kinds - {"integer", "fraction"}
+    names |= {"number"} if "fraction" in kinds else {"integer"} if "integer" in kinds else set()
+    return sorted(names)
+
+
+def _set_kinds(node: dict, kinds: set[str]) -> None:
+    if not kinds:
+        _and(node, False)
+        return
+    names = _type_of(kinds)
+    assert names is not None
+    node["type"] = names[0] if len(names) == 1 else names
+
+
+def _and(node: dict, schema: Any) -> None:
+    node["allOf"] = [*node.get("allOf", []), schema]
+
+
+# Characters a string may leave the listed ones by: no control character, quote or backslash
+# (llguidance lets a class that excludes one of those still match it as an escape sequence).
+_PLAIN_RANGES = ((0x20, 0x21), (0x23, 0x5B), (0x5D, 0xD7FF), (0xE000, 0x10FFFF))
+
+
+def _other_strings(values: list[str]) -> str:
+    """A regex (for llguidance) matching exactly the strings not in `values`, but for those that
+    leave every listed string by a control character, a quote or a backslash. Built over a trie
+    of `values`: at each node a string may end (if no value ends there), take a character no
+    value continues with and then anything, or follow a value's next character."""
+    trie: dict = {}
+    for value in values:
+        node = trie
+        for char in value:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a value ends here
+
+    def after(node: dict) -> str:
+        chars = sorted(c for c in node if c)
+        branches = [] if "" in node else [""]
+        branches.append(_class_without({ord(c) for c in chars}) + r"[\s\S]*")
+        branches += [f"\\x{{{ord(c):x}}}" + after(node[c]) for c in chars]
+        return "(?:" + "|".join(branches) + ")"
+
+    return "^" + after(trie) + "$"
+
+
+def _class_without(excluded: set[int]) -> str:
+    parts = []
+    for low, high in _PLAIN_RANGES:
+        start = low
+        for code in sorted(c for c in excluded if low <= c <= high):
+            if code > start:
+                parts.append((start, code - 1))
+            start = code + 1
+        if start <= high:
+            parts.append((start, high))
+    return "[" + "".join(f"\\x{{{a:x}}}" + (f"-\\x{{{b:x}}}" if b > a else "") for a, b in parts) + "]"
+
+
 # ---------------------------------------------------------------- relaxed mode
 
 # Assertions llguidance refuses that can simply be left out (each only ever narrows the valid set).
