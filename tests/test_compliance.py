@@ -58,7 +58,7 @@ def test_unsupported_keyword_schemas_name_the_keyword():
         ("not", {"not": {"minimum": 3}}),
         ("uniqueItems", {"type": "array", "uniqueItems": True}),
         ("if", {"if": {"type": "string"}, "then": {"minLength": 2}}),
-        ("dependentRequired", {"type": "object", "dependentRequired": {"a": ["b"]}}),
+        ("dependentRequired", {"type": "object", "dependentRequired": {f"k{i}": ["b"] for i in range(7)}}),
         ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}),
         ("contains", {"type": "array", "contains": {"type": "integer"}}),
         ("unevaluatedProperties", {"type": "object", "allOf": [{}], "unevaluatedProperties": False}),

@@ -32,6 +32,7 @@ D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draf
 OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
 # a `not` with no positive spelling (not "b is 'x'"): see test_nots_with_a_positive_meaning_…
 NOT_B_X = {"properties": {"b": {"const": "x"}}, "required": ["b"]}
+MANY_DEPENDENCIES = {"a": ["b"], **{f"k{i}": ["b"] for i in range(6)}}
 # (keyword llguidance refuses, schema using it, pointer the relaxed result names, an instance the
 # relaxed grammar admits although the full schema rejects it)
 UNSUPPORTED = [
@@ -43,12 +44,12 @@ UNSUPPORTED = [
         "/uniqueItems",
         [1, 1],
     ),
-    # `dependencies` is a draft-07 keyword (2020-12 split it and ignores the old name)
-    ("dependencies", {"$schema": D7, **OBJ, "dependencies": {"a": ["b"]}}, "/dependencies", {"a": 1}),
-    ("dependentRequired", {**OBJ, "dependentRequired": {"a": ["b"]}}, "/dependentRequired", {"a": 1}),
+    # more dependencies than an object's alternatives may grow to (`dependencies` is draft-07's)
+    ("dependencies", {"$schema": D7, **OBJ, "dependencies": MANY_DEPENDENCIES}, "/dependencies", {"a": 1}),
+    ("dependentRequired", {**OBJ, "dependentRequired": MANY_DEPENDENCIES}, "/dependentRequired", {"a": 1}),
     (
         "dependentSchemas",
-        {**OBJ, "dependentSchemas": {"a": {"required": ["b"]}}},
+        {**OBJ, "dependentSchemas": {k: {"required": v} for k, v in MANY_DEPENDENCIES.items()}},
         "/dependentSchemas",
         {"a": 1},
     ),
@@ -345,3 +346,29 @@ def test_a_not_enum_pattern_takes_no_listed_string_and_every_plain_other(values,
             assert not accepted, (values, text)
         elif not any(c in text for c in '"\\\n'):
             assert accepted, (values, text)
+
+
+DEPENDENT = [  # (schema, valid, invalid): enforced exactly, as alternatives per key
+    ({**OBJ, "dependentRequired": {"a": ["b"]}}, [{"a": 1, "b": "x"}, {"b": "x"}, {}], [{"a": 1}]),
+    ({"$schema": D4, **OBJ, "dependencies": {"a": ["b"], "b": {"required": ["a"]}}},
+     [{"a": 1, "b": "x"}, {}], [{"a": 1}, {"b": "x"}]),
+    ({**OBJ, "dependentSchemas": {"b": {"properties": {"a": {"minimum": 5}}}}},
+     [{"a": 1}, {"a": 5, "b": "x"}, {"b": "x"}], [{"a": 1, "b": "x"}]),
+    ({**OBJ, "dependentSchemas": {"a": False}}, [{"b": "x"}, {}], [{"a": 1}]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("closed_objects", [False, True])
+@pytest.mark.parametrize(("schema", "valid", "invalid"), DEPENDENT)
+def test_dependencies_are_enforced_as_alternatives(schema, valid, invalid, closed_objects):
+    checker = jsonschema.validators.validator_for(schema)(schema)
+    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
+    compiled = _compile(schema, closed_objects=closed_objects)
+    assert compiled.relaxed == ()
+    for instance in valid:
+        assert _accepts(compiled.grammar, instance), instance
+    for instance in invalid:
+        assert not _accepts(compiled.grammar, instance), instance
+    if closed_objects and schema is not DEPENDENT[2][0]:  # keys only: the object is still closed
+        assert compiled.closed == ("s: /",)
+        assert not _accepts(compiled.grammar, {"a": 1, "b": "x", "c": 0})

@@ -213,10 +213,14 @@ def _may_be_string(node: dict) -> bool:
     return kind is None or kind == "string" or (kind.__class__ is list and "string" in kind)
 
 
+DEPENDENT_KEYWORDS = frozenset({"dependentRequired", "dependentSchemas", "dependencies"})
+
+
 def _prepare(name: str, schema: dict) -> set[str]:
     """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
     `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), the `not`s
-    that have a positive meaning in it (schemas.plain_not), integral
+    that have a positive meaning in it (schemas.plain_not), dependencies as the alternatives they
+    mean (schemas.plain_dependencies), integral
     counts, and no `format` llguidance does not know on a node that may be a string (an
     annotation; asking llguidance first would cost a second compile); returns the formats
     dropped."""
@@ -232,6 +236,8 @@ def _prepare(name: str, schema: dict) -> set[str]:
             schemas.plain_unevaluated(node)
         if "not" in node:
             schemas.plain_not(node)
+        if not DEPENDENT_KEYWORDS.isdisjoint(node):
+            schemas.plain_dependencies(node, old_draft=not unevaluated)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
         fmt = node.get("format")

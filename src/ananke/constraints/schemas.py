@@ -308,8 +308,46 @@ def _set_kinds(node: dict, kinds: set[str]) -> None:
     node["type"] = names[0] if len(names) == 1 else names
 
 
-def _and(node: dict, schema: Any) -> None:
-    node["allOf"] = [*node.get("allOf", []), schema]
+def _and(node: dict, *schemas: Any) -> None:
+    node["allOf"] = [*node.get("allOf", []), *schemas]
+
+
+DEPENDENCIES_MAX = 6  # entries per object: each doubles the object's alternatives in the grammar
+
+
+def plain_dependencies(node: dict, old_draft: bool) -> None:
+    """`dependentRequired` and `dependentSchemas` (and, in drafts 4 to 7, `dependencies`, which is
+    either) as the alternatives they mean, in place: for each key k, "k absent, or k present with
+    its dependencies" — `{"anyOf": [{"properties": {k: false}}, {"required": [k, …]}]}` (with
+    `"allOf": [schema]` for a schema dependency; `false`: k absent) — added to `allOf`. Exact: a
+    non-object passes both, as it passes the original. An object with more than DEPENDENCIES_MAX
+    entries stays as written (strict mode refuses it, relaxed mode drops them)."""
+    keywords = ("dependentRequired", "dependentSchemas", *(("dependencies",) if old_draft else ()))
+    present = [k for k in keywords if isinstance(node.get(k), dict)]
+    if not present or sum(len(node[k]) for k in present) > DEPENDENCIES_MAX:
+        return
+    alternatives = []
+    for keyword in present:
+        for key, dependency in node[keyword].items():
+            names = dependency if isinstance(dependency, list) and keyword != "dependentSchemas" else None
+            if isinstance(dependency, dict) and dependency.keys() == {"required"}:
+                names = dependency["required"]  # keys only, as a list says (and key-neutral)
+            if isinstance(dependency, bool) and keyword != "dependentRequired":
+                if not dependency:  # k may not appear at all
+                    alternatives.append({"anyOf": [{"properties": {key: False}}]})
+                continue
+            if names is not None:
+                if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                    return
+                holds: dict = {"required": [key, *names]}
+            elif isinstance(dependency, dict) and keyword != "dependentRequired":
+                holds = {"required": [key], "allOf": [dependency]}
+            else:
+                return
+            alternatives.append({"anyOf": [{"properties": {key: False}}, holds]})
+    for keyword in present:
+        del node[keyword]
+    _and(node, *alternatives)
 
 
 # Characters a string may leave the listed ones by: no control character, quote or backslash
@@ -441,14 +479,35 @@ def _closable_under(node: dict, key: str) -> bool:
 def _closable(node: dict) -> bool:
     properties = node.get("properties")
     required = node.get("required", [])
+    composes = (_SAYS_EXTRA | _COMPOSES) & node.keys()
+    neutral = composes == {"allOf"} and isinstance(properties, dict) and isinstance(node["allOf"], list)
+    if neutral and all(_key_neutral(entry, properties) for entry in node["allOf"]):
+        composes = set()  # an allOf that only says which declared keys appear
     return (
         isinstance(properties, dict)
         and bool(properties)
-        and not (_SAYS_EXTRA | _COMPOSES) & node.keys()
+        and not composes
         and isinstance(required, list)
         and all(key in properties for key in required)
         and not {"$anchor", "$dynamicAnchor", "$recursiveAnchor"} & node.keys()
     )
+
+
+def _key_neutral(entry: Any, declared: dict) -> bool:
+    """Whether an `allOf` entry only says which declared keys must or must not appear (a
+    rewritten `not: {"required"}` or `dependentRequired`): closing the object beside it leaves
+    every alternative of it possible."""
+    if not isinstance(entry, dict) or entry.keys() != {"anyOf"} or not isinstance(entry["anyOf"], list):
+        return False
+    for branch in entry["anyOf"]:
+        if not isinstance(branch, dict) or not branch.keys() <= {"properties", "required"}:
+            return False
+        absent, present = branch.get("properties", {}), branch.get("required", [])
+        if not isinstance(absent, dict) or any(schema is not False for schema in absent.values()):
+            return False
+        if not isinstance(present, list) or not {*absent, *present} <= declared.keys():
+            return False
+    return True
 
 
 def _children(node: dict, pointer: str) -> Iterator[tuple[str, str, dict]]:
