@@ -60,6 +60,7 @@ def compile_or_refuse(constraint: PyConstraintIR):
 
 # ---------------------------------------------------------------------- JSON schemas
 
+NOT_REQUIRED = [{"required": ["a"]}, {"required": ["a", "b"]}]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=5))
 leaf_schemas = st.one_of(
     st.sampled_from(
@@ -94,6 +95,13 @@ leaf_schemas = st.one_of(
     st.builds(lambda m: {"type": "integer", "multipleOf": m}, st.integers(1, 7)),
     st.builds(lambda values: {"enum": values}, st.lists(scalars, min_size=1, max_size=4)),
     st.builds(lambda value: {"const": value}, scalars),
+    st.builds(  # the `not`s with a positive spelling (schemas.plain_not)
+        lambda inner: {"not": inner},
+        st.sampled_from([{}, {"type": "null"}, {"type": ["string", "integer"]}, *NOT_REQUIRED]),
+    ),
+    st.builds(
+        lambda values: {"not": {"enum": values}}, st.lists(st.text(max_size=3), min_size=1, max_size=3)
+    ),
     st.sampled_from(
         [
             {"not": {"minimum": 3}},
@@ -123,6 +131,11 @@ def composite(children):
             children,
             st.integers(0, 2),
             st.integers(0, 3),
+        ),
+        st.builds(
+            lambda props, needs: {"type": "object", "properties": props, "dependentRequired": needs},
+            st.dictionaries(keys, children, max_size=3),
+            st.dictionaries(keys, st.lists(keys, max_size=2), max_size=2),
         ),
         st.builds(lambda xs: {"anyOf": xs}, st.lists(children, min_size=1, max_size=3)),
         st.builds(lambda xs: {"allOf": xs}, st.lists(children, min_size=1, max_size=2)),
