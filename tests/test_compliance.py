@@ -57,7 +57,7 @@ def test_unsupported_keyword_schemas_name_the_keyword():
     for keyword, schema in [
         ("not", {"not": {"minimum": 3}}),
         ("uniqueItems", {"type": "array", "uniqueItems": True}),
-        ("if", {"if": {"type": "string"}, "then": {"minLength": 2}}),
+        ("if", {"if": {"minimum": 5}, "then": {"multipleOf": 5}}),
         ("dependentRequired", {"type": "object", "dependentRequired": {f"k{i}": ["b"] for i in range(7)}}),
         ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}),
         ("contains", {"type": "array", "contains": {"type": "integer"}}),

@@ -30,13 +30,13 @@ def _accepts(grammar: str, instance) -> bool:
 
 D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"
 OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
-# a `not` with no positive spelling (not "b is 'x'"): see test_nots_with_a_positive_meaning_…
-NOT_B_X = {"properties": {"b": {"const": "x"}}, "required": ["b"]}
+# a `not` with no positive spelling (not "b is a number from 3"): see test_nots_…
+NOT_B_BIG = {"properties": {"b": {"minimum": 3}}, "required": ["b"]}
 MANY_DEPENDENCIES = {"a": ["b"], **{f"k{i}": ["b"] for i in range(6)}}
 # (keyword llguidance refuses, schema using it, pointer the relaxed result names, an instance the
 # relaxed grammar admits although the full schema rejects it)
 UNSUPPORTED = [
-    ("not", {**OBJ, "not": NOT_B_X}, "/not", {"a": 1, "b": "x"}),
+    ("not", {**OBJ, "not": NOT_B_BIG}, "/not", {"a": 1, "b": "x"}),
     ("oneOf", {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]}, "/oneOf", 3),
     (
         "uniqueItems",
@@ -246,7 +246,7 @@ async def test_relaxed_output_that_breaks_the_full_schema_is_resampled_and_repor
 @pytest.mark.model
 async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(client):
     # `not` is dropped while decoding; no output can break it (a string "x" has no key to go in)
-    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": NOT_B_X}
+    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": NOT_B_BIG}
     schema["properties"] = {"a": OBJ["properties"]["a"]}
     constraint = PyConstraintIR("no_b", json_schema=json.dumps(schema))
     response = await client.generate(PyGenerationRequest("Give a as 3.", [constraint], 24, 0.0))
@@ -257,7 +257,7 @@ async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(c
 
 @pytest.mark.model
 async def test_request_mode_overrides_the_client_default(client):
-    schema = json.dumps({**OBJ, "not": NOT_B_X})
+    schema = json.dumps({**OBJ, "not": NOT_B_BIG})
     request = PyGenerationRequest(
         "x", [PyConstraintIR("s", json_schema=schema)], 8, 0.0, schema_mode="strict"
     )
@@ -321,7 +321,7 @@ def test_nots_with_a_positive_meaning_are_enforced_exactly(schema, valid, invali
 
 
 def test_nots_without_a_positive_meaning_stay_as_written():
-    for inner in [{"type": "integer"}, {"minimum": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_X]:
+    for inner in [{"type": "integer"}, {"minimum": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_BIG]:
         with pytest.raises(ConstraintCompileError, match="not"):
             _compile({"not": inner})
         assert _compile({"not": inner}, "relaxed").relaxed == ("s: /not: not enforced",)
@@ -372,3 +372,37 @@ def test_dependencies_are_enforced_as_alternatives(schema, valid, invalid, close
     if closed_objects and schema is not DEPENDENT[2][0]:  # keys only: the object is still closed
         assert compiled.closed == ("s: /",)
         assert not _accepts(compiled.grammar, {"a": 1, "b": "x", "c": 0})
+
+
+STR = {"type": "string"}
+IFS = [  # (schema, valid, invalid): exact where the negation of `if` has a positive spelling
+    ({"type": "object", "properties": {"a": STR, "b": STR, "c": STR},
+      "if": {"properties": {"c": {"enum": ["ghi"]}}}, "then": {"required": ["a", "b", "c"]},
+      "else": {"required": ["a", "c"]}},
+     [{"a": "x", "b": "y", "c": "ghi"}, {"a": "x", "c": "z"}, {"a": "x", "b": "y", "c": "z"}],
+     [{"a": "x", "c": "ghi"}, {"c": "z"}, {}]),
+    ({"type": "object", "properties": {"kind": {"type": "string"}, "i18n": {"type": "object"}},
+      "if": {"properties": {"kind": {"const": "library"}}}, "then": {"not": {"required": ["i18n"]}}},
+     [{"kind": "library"}, {"kind": "app", "i18n": {}}], [{"kind": "library", "i18n": {}}, {"i18n": {}}]),
+    ({"if": True, "then": {"const": "then"}, "else": {"const": "else"}}, ["then"], ["else", 1]),
+    ({"if": False, "then": {"const": "then"}, "else": {"const": "else"}}, ["else"], ["then"]),
+    ({"then": {"const": 0}}, [1, "x"], []),  # no `if`: no assertion
+    ({"if": {"const": "a"}, "then": False}, ["b", 1], ["a"]),
+    ({"if": {"type": "string"}, "then": {"minLength": 2}, "else": {"type": "integer"}},
+     ["ab", 3], ["a", 2.5, None]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("closed_objects", [False, True])
+@pytest.mark.parametrize(("schema", "valid", "invalid"), IFS)
+def test_ifs_with_a_positive_negation_are_enforced_exactly(schema, valid, invalid, closed_objects):
+    checker = jsonschema.Draft202012Validator(schema)
+    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
+    compiled = _compile(schema, closed_objects=closed_objects)
+    assert compiled.relaxed == ()
+    for instance in valid:
+        assert _accepts(compiled.grammar, instance), instance
+    for instance in invalid:
+        assert not _accepts(compiled.grammar, instance), instance
+    if closed_objects and "properties" in schema:  # the branches name declared keys only
+        assert compiled.closed == ("s: /",)

@@ -102,11 +102,17 @@ leaf_schemas = st.one_of(
     st.builds(
         lambda values: {"not": {"enum": values}}, st.lists(st.text(max_size=3), min_size=1, max_size=3)
     ),
+    st.builds(  # an `if` whose negation has a positive spelling (schemas.plain_if)
+        lambda condition, then, otherwise: {"if": condition, "then": then, "else": otherwise},
+        st.sampled_from([{"type": "string"}, {"properties": {"a": {"const": "x"}}}, True, False]),
+        st.sampled_from([{"minLength": 1}, {"required": ["b"]}, False]),
+        st.sampled_from([{"type": "integer"}, {"required": ["a"]}, True]),
+    ),
     st.sampled_from(
         [
             {"not": {"minimum": 3}},
             {"type": "array", "uniqueItems": True},
-            {"if": {"type": "string"}, "then": {"minLength": 1}},
+            {"if": {"minimum": 5}, "then": {"multipleOf": 5}},
         ]
     ),  # unsupported: must be refused
 )

@@ -219,7 +219,8 @@ DEPENDENT_KEYWORDS = frozenset({"dependentRequired", "dependentSchemas", "depend
 def _prepare(name: str, schema: dict) -> set[str]:
     """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
     `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), the `not`s
-    that have a positive meaning in it (schemas.plain_not), dependencies as the alternatives they
+    that have a positive meaning in it (schemas.plain_not) and the `if`s whose negation has one
+    (schemas.plain_if), dependencies as the alternatives they
     mean (schemas.plain_dependencies), integral
     counts, and no `format` llguidance does not know on a node that may be a string (an
     annotation; asking llguidance first would cost a second compile); returns the formats
@@ -227,6 +228,7 @@ def _prepare(name: str, schema: dict) -> set[str]:
     draft = schemas.draft_of(name, schema)
     translate = schemas.translator(draft)
     unevaluated = draft in ("2019-09", "2020-12")  # older drafts have no such keywords
+    conditionals = draft not in ("draft-04", "draft-06")  # if/then/else: from draft-07 on
     unknown: set[str] = set()
 
     def change(node: dict) -> None:
@@ -234,6 +236,8 @@ def _prepare(name: str, schema: dict) -> set[str]:
             translate(node)
         if unevaluated and ("unevaluatedProperties" in node or "unevaluatedItems" in node):
             schemas.plain_unevaluated(node)
+        if conditionals and ("if" in node or "then" in node or "else" in node):
+            schemas.plain_if(node)
         if "not" in node:
             schemas.plain_not(node)
         if not DEPENDENT_KEYWORDS.isdisjoint(node):

@@ -227,7 +227,9 @@ def plain_not(node: dict) -> None:
     - `not: {"required": [k, …]}`: an object without k, or without one of them (`properties:
       {k: false}`); `required` holds for every non-object, so the negation admits objects only;
     - `not: {"enum"/"const": strings}`: a `pattern` matching every other string (only strings
-      are listed, so every other value passes the `not` and is no string: a pattern leaves it be).
+      are listed, so every other value passes the `not` and is no string: a pattern leaves it be);
+    - `not: {"properties": {k: S}}` (and `"required": [k]`) where `not: S` is one of these: an
+      object whose k (present) is not S.
     Any other `not` stays (strict mode refuses it, relaxed mode drops it). Exact: the same
     instances are valid before and after, save strings that would leave the listed ones by a
     control character, a quote or a backslash, which the pattern does not offer (see
@@ -277,9 +279,51 @@ def plain_not(node: dict) -> None:
                 _and(node, {"pattern": pattern})
             else:
                 node["pattern"] = pattern
+    elif keys in ({"properties"}, {"properties", "required"}) and _one_property(inner):
+        # not (k, if present, is S): an object with k, and k's value not S; with `required: [k]`
+        # beside, an absent k also passes (as a non-object fails both ways: they pass the inner)
+        ((name, schema),) = inner["properties"].items()
+        if inner.get("required", [name]) != [name]:
+            return
+        negated = {"not": schema}
+        plain_not(negated)
+        if "not" in negated:
+            return
+        _set_kinds(node, node_kinds & {"object"})
+        _and(node, {"properties": {name: negated}, **({} if "required" in inner else {"required": [name]})})
     else:
         return
     del node["not"]
+
+
+def _one_property(node: dict) -> bool:
+    return isinstance(node["properties"], dict) and len(node["properties"]) == 1
+
+
+def plain_if(node: dict) -> None:
+    """`if`/`then`/`else` as what they mean, in place, where the negation of `if` has a positive
+    spelling (plain_not): `anyOf: [{allOf: [if, then]}, {allOf: [not if, else]}]` added to `allOf`
+    (a missing `then`/`else` is `true`; `if: true`/`false` picks one; `then`/`else` without
+    `if` are no assertion). Exact. Otherwise they stay as written."""
+    if "if" not in node:
+        node.pop("then", None)
+        node.pop("else", None)
+        return
+    condition, then, otherwise = node["if"], node.get("then", True), node.get("else", True)
+    if condition is True or (isinstance(condition, dict) and not condition.keys() - _NOTES):
+        chosen = then
+    elif condition is False:
+        chosen = otherwise
+    else:
+        negated = {"not": condition}
+        plain_not(negated)
+        if "not" in negated:
+            return
+        chosen = {"anyOf": [{"allOf": [condition, then]}, {"allOf": [negated, otherwise]}]}
+    for keyword in ("if", "then", "else"):
+        node.pop(keyword, None)
+    if chosen is not True:
+        _and(node, chosen)
 
 
 def _kinds(declared: Any) -> set[str] | None:
@@ -482,7 +526,7 @@ def _closable(node: dict) -> bool:
     composes = (_SAYS_EXTRA | _COMPOSES) & node.keys()
     neutral = composes == {"allOf"} and isinstance(properties, dict) and isinstance(node["allOf"], list)
     if neutral and all(_key_neutral(entry, properties) for entry in node["allOf"]):
-        composes = set()  # an allOf that only says which declared keys appear
+        composes = set()  # an allOf that names declared keys only
     return (
         isinstance(properties, dict)
         and bool(properties)
@@ -493,21 +537,27 @@ def _closable(node: dict) -> bool:
     )
 
 
+# Keywords by which a subschema may bring keys an object's `properties` does not list.
+_KEY_SOURCES = frozenset(
+    {"$ref", "$dynamicRef", "$recursiveRef", "patternProperties", "additionalProperties",
+     "unevaluatedProperties", "propertyNames", "dependentSchemas", "dependencies", "if", "not"}
+)  # fmt: skip
+
+
 def _key_neutral(entry: Any, declared: dict) -> bool:
-    """Whether an `allOf` entry only says which declared keys must or must not appear (a
-    rewritten `not: {"required"}` or `dependentRequired`): closing the object beside it leaves
-    every alternative of it possible."""
-    if not isinstance(entry, dict) or entry.keys() != {"anyOf"} or not isinstance(entry["anyOf"], list):
+    """Whether an `allOf` entry (a rewritten `not`, dependency or `if`) names only keys the object
+    declares, in place: closing the object beside it leaves every alternative of it possible."""
+    if isinstance(entry, bool):
+        return True
+    if not isinstance(entry, dict) or not _KEY_SOURCES.isdisjoint(entry):
         return False
-    for branch in entry["anyOf"]:
-        if not isinstance(branch, dict) or not branch.keys() <= {"properties", "required"}:
-            return False
-        absent, present = branch.get("properties", {}), branch.get("required", [])
-        if not isinstance(absent, dict) or any(schema is not False for schema in absent.values()):
-            return False
-        if not isinstance(present, list) or not {*absent, *present} <= declared.keys():
-            return False
-    return True
+    properties, required = entry.get("properties", {}), entry.get("required", [])
+    if not isinstance(properties, dict) or not isinstance(required, list):
+        return False
+    if not {*properties, *required} <= declared.keys():
+        return False
+    branches = [child for key in ("allOf", "anyOf", "oneOf") for child in entry.get(key, ())]
+    return all(_key_neutral(child, declared) for child in branches)
 
 
 def _children(node: dict, pointer: str) -> Iterator[tuple[str, str, dict]]:
@@ -535,7 +585,8 @@ def close_objects(schema: Any) -> list[str]:
     Only where it narrows the whole schema: every instance valid after this is valid before
     (a keyword added to an object is one more assertion), and never under `not`, `if`, `oneOf`,
     `allOf`, nor in place beside other keys of the same instance (see _closable_under), nor on an
-    object that composes other schemas or is reached by a `$ref` from such a place. A definition
+    object that composes other schemas (but an `allOf` naming only its declared keys: _key_neutral)
+    or is reached by a `$ref` from such a place. A definition
     is closed only when every `$ref` to it is a plain reference (no sibling keywords) from a place
     where closing is allowed.
     """
