@@ -406,3 +406,20 @@ def test_ifs_with_a_positive_negation_are_enforced_exactly(schema, valid, invali
         assert not _accepts(compiled.grammar, instance), instance
     if closed_objects and "properties" in schema:  # the branches name declared keys only
         assert compiled.closed == ("s: /",)
+
+
+def test_a_schema_llguidance_refuses_rewritten_compiles_as_written():
+    """llguidance builds every definition, required or not, and refuses one that admits nothing:
+    the forbidden-property idiom (`"gone": {"$ref": "#/$defs/none"}`, `none` a `not` of every
+    type) fails rewritten, so the schema is compiled as written — as before the rewrites."""
+    every = ["array", "boolean", "integer", "number", "null", "object", "string"]
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "gone": {"$ref": "#/$defs/none"}},
+        "$defs": {"none": {"not": {"type": every}}},
+    }
+    with pytest.raises(ConstraintCompileError, match=r"keyword\(s\): not"):
+        _compile(schema)
+    relaxed = _compile(schema, "relaxed")
+    assert relaxed.relaxed == ("s: /$defs/none/not: not enforced",)
+    assert _accepts(relaxed.grammar, {"a": 1})

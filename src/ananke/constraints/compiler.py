@@ -214,9 +214,10 @@ def _may_be_string(node: dict) -> bool:
 
 
 DEPENDENT_KEYWORDS = frozenset({"dependentRequired", "dependentSchemas", "dependencies"})
+REWRITTEN_KEYWORDS = DEPENDENT_KEYWORDS | {"not", "if", "then", "else"}
 
 
-def _prepare(name: str, schema: dict) -> set[str]:
+def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], bool]:
     """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
     `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), the `not`s
     that have a positive meaning in it (schemas.plain_not) and the `if`s whose negation has one
@@ -224,24 +225,29 @@ def _prepare(name: str, schema: dict) -> set[str]:
     mean (schemas.plain_dependencies), integral
     counts, and no `format` llguidance does not know on a node that may be a string (an
     annotation; asking llguidance first would cost a second compile); returns the formats
-    dropped."""
+    dropped and whether a `not`, `if` or dependency was there to rewrite (`rewrite=False`: they
+    stay as written)."""
     draft = schemas.draft_of(name, schema)
     translate = schemas.translator(draft)
     unevaluated = draft in ("2019-09", "2020-12")  # older drafts have no such keywords
     conditionals = draft not in ("draft-04", "draft-06")  # if/then/else: from draft-07 on
     unknown: set[str] = set()
+    rewritable = False
 
     def change(node: dict) -> None:
+        nonlocal rewritable
         if translate is not None:
             translate(node)
         if unevaluated and ("unevaluatedProperties" in node or "unevaluatedItems" in node):
             schemas.plain_unevaluated(node)
-        if conditionals and ("if" in node or "then" in node or "else" in node):
-            schemas.plain_if(node)
-        if "not" in node:
-            schemas.plain_not(node)
-        if not DEPENDENT_KEYWORDS.isdisjoint(node):
-            schemas.plain_dependencies(node, old_draft=not unevaluated)
+        if not REWRITTEN_KEYWORDS.isdisjoint(node):
+            rewritable = True
+            if rewrite and conditionals and ("if" in node or "then" in node or "else" in node):
+                schemas.plain_if(node)
+            if rewrite and "not" in node:
+                schemas.plain_not(node)
+            if rewrite and not DEPENDENT_KEYWORDS.isdisjoint(node):
+                schemas.plain_dependencies(node, old_draft=not unevaluated)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
         fmt = node.get("format")
@@ -251,7 +257,7 @@ def _prepare(name: str, schema: dict) -> set[str]:
 
     schemas.each_subschema(schema, change)
     schema.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
-    return unknown
+    return unknown, rewritable
 
 
 @dataclass
@@ -375,12 +381,31 @@ def compile_schema(
     `closed_objects`, objects that do not say what other keys they take are decoded without
     undeclared keys (schemas.close_objects: the output stays valid under the schema as written).
     """
+    try:
+        return _compile_schema(name, text, limits, schema_mode, closed_objects, rewrite=True)
+    except _RewriteFailed:
+        # llguidance refused what the rewrites made of it — a circular $ref that now has sibling
+        # keys, or a definition nothing requires that became `false`, which llguidance builds
+        # anyway — so compile it as written, as before them: never worse off for the rewrites
+        return _compile_schema(name, text, limits, schema_mode, closed_objects, rewrite=False)
+
+
+class _RewriteFailed(Exception):
+    """A schema with rewrites (schemas.plain_*) that llguidance refused, not for want of any
+    valid instance."""
+
+
+def _compile_schema(
+    name: str, text: str, limits: CompileLimits, schema_mode: str, closed_objects: bool, rewrite: bool
+) -> tuple[str, llg.LLMatcher, list[str], list[str], list[str]]:
     base = parse_schema(name, text)
     if base is True:
         base = {}  # the schema that accepts every JSON document
     state = _Relaxations()
+    rewrote = False
     if isinstance(base, dict):  # in place: `base` was parsed for this compile
-        state.formats = _prepare(name, base)
+        state.formats, rewritable = _prepare(name, base, rewrite)
+        rewrote = rewrite and rewritable
     closed = schemas.close_objects(base) if closed_objects else []
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
@@ -394,6 +419,8 @@ def compile_schema(
         if schema_mode != "relaxed" or not state.learn(error, base):
             hint = " (schema_mode='relaxed' can weaken it and validate afterwards)"
             relaxable = schema_mode != "relaxed" and _Relaxations().learn(error, base)
+            if rewrote and not _proves_nothing_valid(error):
+                raise _RewriteFailed
             raise ConstraintCompileError(f"json_schema: {_explain(error)}{hint if relaxable else ''}", name)
     else:
         raise ConstraintCompileError("json_schema: too many rounds of relaxation", name)
@@ -413,6 +440,12 @@ def compile_schema(
     ]
     relaxed = [f"{name}: {where}" for where in relaxed]
     return grammar, matcher, warnings, relaxed, [f"{name}: {pointer}" for pointer in closed]
+
+
+def _proves_nothing_valid(error: str) -> bool:
+    """llguidance found that no instance satisfies the whole schema (not merely some definition
+    of it, which it builds whether or not anything requires it)."""
+    return error.startswith("Unsatisfiable schema") and "while processing" not in error
 
 
 def normalise_regex(pattern: str) -> str:
