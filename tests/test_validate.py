@@ -86,6 +86,19 @@ def test_unrunnable_check_is_not_satisfied():
     assert "not checked" in result.errors["bad"]
 
 
+@pytest.mark.parametrize(
+    ("schema", "text", "why"),
+    [  # jsonschema itself raises here (found by the coverage run: a model wrote such a number)
+        ({"type": "number", "multipleOf": 0.5}, "1" + "0" * 400, "too large"),
+        ({}, "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_an_output_the_checker_cannot_handle_is_not_checked(schema, text, why):
+    result = validate(text, [PyConstraintIR("s", json_schema=json.dumps(schema))])
+    assert result.not_checked == ["s"] and not result.all_satisfied
+    assert why in result.errors["s"]
+
+
 def test_catastrophic_regex_does_not_hang():
     evil = PyConstraintIR("evil", regex_patterns=["(a+)+$"])
     result = validate("a" * 40 + "!", [evil])

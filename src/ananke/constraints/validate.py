@@ -38,9 +38,15 @@ def check_json_schema(text: str, schema_text: str, name: str = "") -> str | None
         instance = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         return f"output is not valid JSON: {exc}"
+    except RecursionError:
+        raise NotChecked("the output is nested too deeply to read") from None
     try:
         validator = _validator(schema_text)
         error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    except ArithmeticError as exc:  # e.g. multipleOf 0.5 of an integer too large for a float
+        raise NotChecked(f"a number in the output is too large to check ({exc})") from None
+    except RecursionError:
+        raise NotChecked("the output is nested too deeply to check") from None
     except jsonschema.exceptions.SchemaError as exc:
         raise NotChecked(f"the schema itself is invalid: {exc.message}") from None
     except referencing.exceptions.Unresolvable as exc:
