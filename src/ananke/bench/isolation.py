@@ -61,15 +61,20 @@ def compile_loop(url: str, first_marker: int, started, stop, out) -> None:
     service one after another until `stop`, then put the times (ms) on `out`."""
     os.nice(19)
     times: list[float] = []
-    with httpx.Client(base_url=url, timeout=600) as http:
-        for marker in range(first_marker, first_marker + MAX_COMPILES):
-            body = {"constraints": [{"name": "heavy", "grammar": heavy_grammar(5000, marker)}]}
-            begun = time.perf_counter()
-            started.set()
-            http.post("/v1/compile", json=body).raise_for_status()
-            times.append((time.perf_counter() - begun) * 1000)
-            if stop.is_set():
-                break
+    try:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for marker in range(first_marker, first_marker + MAX_COMPILES):
+                body = {"constraints": [{"name": "heavy", "grammar": heavy_grammar(5000, marker)}]}
+                begun = time.perf_counter()
+                started.set()
+                http.post("/v1/compile", json=body).raise_for_status()
+                times.append((time.perf_counter() - begun) * 1000)
+                if stop.is_set():
+                    break
+    except Exception as exc:  # the parent waits on `out`: it gets the reason, not a 10-minute wait
+        started.set()
+        out.put(f"compile loop failed after {len(times)} compiles: {exc!r}")
+        return
     out.put(times)
 
 
@@ -88,6 +93,8 @@ async def rounds(url: str, n: int) -> list[dict]:
         stop.set()
         compile_ms = await asyncio.to_thread(out.get, True, 600)
         compiler.join(60)
+        if isinstance(compile_ms, str):
+            raise RuntimeError(compile_ms)
         results.append({"alone": alone, "beside_compiles": beside, "compiles": len(compile_ms),
                         "compile_ms": [round(t, 1) for t in compile_ms]})  # fmt: skip
     await decoder.aclose()
