@@ -28,6 +28,20 @@ def _accepts(grammar: str, instance) -> bool:
     return matcher.consume_tokens(list(text.encode())) and matcher.is_accepting()
 
 
+def _assert_exact(schema: dict, valid: list, invalid: list, closed_objects: bool = False):
+    """The cases agree with jsonschema (in the schema's draft), strict mode compiles the schema
+    with nothing left out, and its grammar takes exactly the valid cases; returns the compile."""
+    checker = jsonschema.validators.validator_for(schema)(schema)
+    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
+    compiled = _compile(schema, closed_objects=closed_objects)
+    assert compiled.relaxed == ()
+    for instance in valid:
+        assert _accepts(compiled.grammar, instance), instance
+    for instance in invalid:
+        assert not _accepts(compiled.grammar, instance), instance
+    return compiled
+
+
 D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"
 OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
 # a `not` with no positive spelling (not "b is a number from 3"): see test_nots_…
@@ -310,14 +324,7 @@ NOTS = [
 
 @pytest.mark.parametrize(("schema", "valid", "invalid"), NOTS)
 def test_nots_with_a_positive_meaning_are_enforced_exactly(schema, valid, invalid):
-    checker = jsonschema.Draft202012Validator(schema)
-    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
-    compiled = _compile(schema)  # strict: nothing is left out
-    assert compiled.relaxed == ()
-    for instance in valid:
-        assert _accepts(compiled.grammar, instance), instance
-    for instance in invalid:
-        assert not _accepts(compiled.grammar, instance), instance
+    _assert_exact(schema, valid, invalid)
 
 
 def test_nots_without_a_positive_meaning_stay_as_written():
@@ -361,14 +368,7 @@ DEPENDENT = [  # (schema, valid, invalid): enforced exactly, as alternatives per
 @pytest.mark.parametrize("closed_objects", [False, True])
 @pytest.mark.parametrize(("schema", "valid", "invalid"), DEPENDENT)
 def test_dependencies_are_enforced_as_alternatives(schema, valid, invalid, closed_objects):
-    checker = jsonschema.validators.validator_for(schema)(schema)
-    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
-    compiled = _compile(schema, closed_objects=closed_objects)
-    assert compiled.relaxed == ()
-    for instance in valid:
-        assert _accepts(compiled.grammar, instance), instance
-    for instance in invalid:
-        assert not _accepts(compiled.grammar, instance), instance
+    compiled = _assert_exact(schema, valid, invalid, closed_objects)
     if closed_objects and schema is not DEPENDENT[2][0]:  # keys only: the object is still closed
         assert compiled.closed == ("s: /",)
         assert not _accepts(compiled.grammar, {"a": 1, "b": "x", "c": 0})
@@ -396,14 +396,7 @@ IFS = [  # (schema, valid, invalid): exact where the negation of `if` has a posi
 @pytest.mark.parametrize("closed_objects", [False, True])
 @pytest.mark.parametrize(("schema", "valid", "invalid"), IFS)
 def test_ifs_with_a_positive_negation_are_enforced_exactly(schema, valid, invalid, closed_objects):
-    checker = jsonschema.Draft202012Validator(schema)
-    assert all(checker.is_valid(v) for v in valid) and not any(checker.is_valid(v) for v in invalid)
-    compiled = _compile(schema, closed_objects=closed_objects)
-    assert compiled.relaxed == ()
-    for instance in valid:
-        assert _accepts(compiled.grammar, instance), instance
-    for instance in invalid:
-        assert not _accepts(compiled.grammar, instance), instance
+    compiled = _assert_exact(schema, valid, invalid, closed_objects)
     if closed_objects and "properties" in schema:  # the branches name declared keys only
         assert compiled.closed == ("s: /",)
 

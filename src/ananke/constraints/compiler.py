@@ -220,33 +220,32 @@ REWRITTEN_KEYWORDS = DEPENDENT_KEYWORDS | {"not", "if", "then", "else"}
 def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], bool]:
     """In place, in one walk: the 2020-12 spelling of the schema's draft, `unevaluated*` as the
     `additional*` it means where nothing else evaluates (schemas.plain_unevaluated), the `not`s
-    that have a positive meaning in it (schemas.plain_not) and the `if`s whose negation has one
-    (schemas.plain_if), dependencies as the alternatives they
-    mean (schemas.plain_dependencies), integral
-    counts, and no `format` llguidance does not know on a node that may be a string (an
-    annotation; asking llguidance first would cost a second compile); returns the formats
-    dropped and whether a `not`, `if` or dependency was there to rewrite (`rewrite=False`: they
-    stay as written)."""
+    that have a positive meaning (schemas.plain_not), the `if`s whose negation has one
+    (schemas.plain_if), dependencies as the alternatives they mean (schemas.plain_dependencies),
+    integral counts, and no `format` llguidance does not know on a node that may be a string (an
+    annotation; asking llguidance first would cost a second compile). Returns the formats
+    dropped and whether a `not`, `if` or dependency was rewritten (`rewrite=False`: they stay
+    as written)."""
     draft = schemas.draft_of(name, schema)
     translate = schemas.translator(draft)
     unevaluated = draft in ("2019-09", "2020-12")  # older drafts have no such keywords
     conditionals = draft not in ("draft-04", "draft-06")  # if/then/else: from draft-07 on
     unknown: set[str] = set()
-    rewritable = False
+    rewrote = False
 
     def change(node: dict) -> None:
-        nonlocal rewritable
+        nonlocal rewrote
         if translate is not None:
             translate(node)
         if unevaluated and ("unevaluatedProperties" in node or "unevaluatedItems" in node):
             schemas.plain_unevaluated(node)
-        if not REWRITTEN_KEYWORDS.isdisjoint(node):
-            rewritable = True
-            if rewrite and conditionals and ("if" in node or "then" in node or "else" in node):
+        if rewrite and not REWRITTEN_KEYWORDS.isdisjoint(node):
+            rewrote = True
+            if conditionals and ("if" in node or "then" in node or "else" in node):
                 schemas.plain_if(node)
-            if rewrite and "not" in node:
+            if "not" in node:
                 schemas.plain_not(node)
-            if rewrite and not DEPENDENT_KEYWORDS.isdisjoint(node):
+            if not DEPENDENT_KEYWORDS.isdisjoint(node):
                 schemas.plain_dependencies(node, old_draft=not unevaluated)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
@@ -257,7 +256,7 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
 
     schemas.each_subschema(schema, change)
     schema.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
-    return unknown, rewritable
+    return unknown, rewrote
 
 
 @dataclass
@@ -404,8 +403,7 @@ def _compile_schema(
     state = _Relaxations()
     rewrote = False
     if isinstance(base, dict):  # in place: `base` was parsed for this compile
-        state.formats, rewritable = _prepare(name, base, rewrite)
-        rewrote = rewrite and rewritable
+        state.formats, rewrote = _prepare(name, base, rewrite)
     closed = schemas.close_objects(base) if closed_objects else []
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
@@ -417,10 +415,10 @@ def _compile_schema(
             state.formats.add(unknown.group(1).strip("\"'`.,"))
             continue
         if schema_mode != "relaxed" or not state.learn(error, base):
-            hint = " (schema_mode='relaxed' can weaken it and validate afterwards)"
-            relaxable = schema_mode != "relaxed" and _Relaxations().learn(error, base)
             if rewrote and not _proves_nothing_valid(error):
                 raise _RewriteFailed
+            hint = " (schema_mode='relaxed' can weaken it and validate afterwards)"
+            relaxable = schema_mode != "relaxed" and _Relaxations().learn(error, base)
             raise ConstraintCompileError(f"json_schema: {_explain(error)}{hint if relaxable else ''}", name)
     else:
         raise ConstraintCompileError("json_schema: too many rounds of relaxation", name)
