@@ -55,9 +55,9 @@ def test_maskbench_sample_never_falsely_accepts(shared_data, model_tokenizer, re
 
 def test_unsupported_keyword_schemas_name_the_keyword():
     for keyword, schema in [
-        ("not", {"not": {"minimum": 3}}),
+        ("not", {"not": {"multipleOf": 3}}),
         ("uniqueItems", {"type": "array", "uniqueItems": True}),
-        ("if", {"if": {"minimum": 5}, "then": {"multipleOf": 5}}),
+        ("if", {"if": {"multipleOf": 2}, "then": {"minimum": 5}}),
         ("dependentRequired", {"type": "object", "dependentRequired": {f"k{i}": ["b"] for i in range(7)}}),
         ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}),
         ("contains", {"type": "array", "contains": {"type": "integer"}}),

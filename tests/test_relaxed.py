@@ -42,15 +42,16 @@ def _assert_exact(schema: dict, valid: list, invalid: list, closed_objects: bool
     return compiled
 
 
+STR, NUM = {"type": "string"}, {"type": "number"}
 D4, D7 = "http://json-schema.org/draft-04/schema#", "http://json-schema.org/draft-07/schema#"
 OBJ = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
-# a `not` with no positive spelling (not "b is a number from 3"): see test_nots_…
-NOT_B_BIG = {"properties": {"b": {"minimum": 3}}, "required": ["b"]}
+# a `not` with no positive spelling (not "b is a multiple of 3"): see test_nots_…
+NOT_B_THREES = {"properties": {"b": {"multipleOf": 3}}, "required": ["b"]}
 MANY_DEPENDENCIES = {"a": ["b"], **{f"k{i}": ["b"] for i in range(6)}}
 # (keyword llguidance refuses, schema using it, pointer the relaxed result names, an instance the
 # relaxed grammar admits although the full schema rejects it)
 UNSUPPORTED = [
-    ("not", {**OBJ, "not": NOT_B_BIG}, "/not", {"a": 1, "b": "x"}),
+    ("not", {**OBJ, "not": NOT_B_THREES}, "/not", {"a": 1, "b": "x"}),
     ("oneOf", {"oneOf": [{"type": "integer"}, {"type": "number", "minimum": 2}]}, "/oneOf", 3),
     (
         "uniqueItems",
@@ -67,7 +68,7 @@ UNSUPPORTED = [
         "/dependentSchemas",
         {"a": 1},
     ),
-    ("if", {"type": "integer", "if": {"minimum": 5}, "then": {"multipleOf": 5}, "else": {}}, "/if", 6),
+    ("if", {"type": "integer", "if": {"multipleOf": 2}, "then": {"minimum": 5}, "else": {}}, "/if", 2),
     ("contains", {"type": "array", "contains": {"type": "string"}}, "/contains", [1]),
     ("propertyNames", {"type": "object", "propertyNames": {"maxLength": 3}}, "/propertyNames", {"abcd": 1}),
     ("minProperties", {**OBJ, "minProperties": 1}, "/minProperties", {}),
@@ -260,7 +261,7 @@ async def test_relaxed_output_that_breaks_the_full_schema_is_resampled_and_repor
 @pytest.mark.model
 async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(client):
     # `not` is dropped while decoding; no output can break it (a string "x" has no key to go in)
-    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": NOT_B_BIG}
+    schema = {**OBJ, "required": ["a"], "additionalProperties": False, "not": NOT_B_THREES}
     schema["properties"] = {"a": OBJ["properties"]["a"]}
     constraint = PyConstraintIR("no_b", json_schema=json.dumps(schema))
     response = await client.generate(PyGenerationRequest("Give a as 3.", [constraint], 24, 0.0))
@@ -271,7 +272,7 @@ async def test_relaxed_output_that_satisfies_the_full_schema_takes_one_attempt(c
 
 @pytest.mark.model
 async def test_request_mode_overrides_the_client_default(client):
-    schema = json.dumps({**OBJ, "not": NOT_B_BIG})
+    schema = json.dumps({**OBJ, "not": NOT_B_THREES})
     request = PyGenerationRequest(
         "x", [PyConstraintIR("s", json_schema=schema)], 8, 0.0, schema_mode="strict"
     )
@@ -319,6 +320,18 @@ NOTS = [
     ({"type": "string", "pattern": "^a", "not": {"enum": ["ab"]}}, ["a", "abc"], ["ab", "b"]),
     ({"type": "integer", "not": {"enum": ["1"]}}, [1], ["1"]),  # vacuous: no integer is "1"
     ({"type": "integer", "not": False}, [1], ["1"]),
+    ({**OBJ, "not": {"properties": {"a": NUM, "b": STR}, "required": ["a", "b"]}},
+     [{"a": 1}, {"b": "x"}, {}], [{"a": 1, "b": "x"}]),
+    ({"not": {"properties": {"a": STR, "b": {"const": "x"}}}},
+     [{"a": 1}, {"b": "y"}, {"a": 1, "b": "x"}], [{}, {"a": "s"}, {"b": "x"}, {"a": "s", "b": "x"}, 3, "s"]),
+    ({"not": {"properties": {"f": STR, "g": STR, "h": {}}, "required": ["f", "g", "h"]}},
+     [{"f": "a"}, {"f": 1, "g": "b", "h": 0}, {"f": "a", "g": "b"}], [{"f": "a", "g": "b", "h": None}, 1]),
+    ({"not": {"minimum": 3}}, [2, 2.5, -1], [3, 4.5, "s", None]),
+    ({"not": {"exclusiveMaximum": 0}}, [0, 1.5], [-1, -0.5, "x"]),
+    ({"type": ["integer", "string"], "not": {"type": "integer", "maximum": 5}}, [6, "s"], [5, 1, 5.5]),
+    ({"not": {"minLength": 2, "maxLength": 3}}, ["", "a", "abcd"], ["ab", "abc", 1]),
+    ({"type": "array", "not": {"minItems": 1}}, [[]], [[1]]),
+    ({"not": {"type": "string", "minLength": 0}}, [1, None], ["", "a"]),
 ]  # fmt: skip
 
 
@@ -328,7 +341,7 @@ def test_nots_with_a_positive_meaning_are_enforced_exactly(schema, valid, invali
 
 
 def test_nots_without_a_positive_meaning_stay_as_written():
-    for inner in [{"type": "integer"}, {"minimum": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_BIG]:
+    for inner in [{"type": "integer"}, {"multipleOf": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_THREES]:
         with pytest.raises(ConstraintCompileError, match="not"):
             _compile({"not": inner})
         assert _compile({"not": inner}, "relaxed").relaxed == ("s: /not: not enforced",)
@@ -374,7 +387,6 @@ def test_dependencies_are_enforced_as_alternatives(schema, valid, invalid, close
         assert not _accepts(compiled.grammar, {"a": 1, "b": "x", "c": 0})
 
 
-STR = {"type": "string"}
 IFS = [  # (schema, valid, invalid): exact where the negation of `if` has a positive spelling
     ({"type": "object", "properties": {"a": STR, "b": STR, "c": STR},
       "if": {"properties": {"c": {"enum": ["ghi"]}}}, "then": {"required": ["a", "b", "c"]},
@@ -399,6 +411,67 @@ def test_ifs_with_a_positive_negation_are_enforced_exactly(schema, valid, invali
     compiled = _assert_exact(schema, valid, invalid, closed_objects)
     if closed_objects and "properties" in schema:  # the branches name declared keys only
         assert compiled.closed == ("s: /",)
+
+
+AREA = {"type": "object", "properties": {"r": NUM, "l": NUM, "w": NUM}}
+ONE_OFS = [  # (schema, valid, invalid): a oneOf with one branch every valid instance meets anyway
+    ({**AREA, "required": ["r"], "oneOf": [{"required": ["r"]}, {"required": ["l", "w"]}]},
+     [{"r": 1}, {"r": 1, "l": 2}], [{"r": 1, "l": 1, "w": 1}, {"l": 1, "w": 1}]),
+    ({"oneOf": [True, False, STR]}, [1, None, {}], ["s"]),
+    ({"type": "string", "oneOf": [{"type": "string", "description": "any"}, {"enum": ["a", "b"]}]},
+     ["c", ""], ["a", "b", 1]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("closed_objects", [False, True])
+@pytest.mark.parametrize(("schema", "valid", "invalid"), ONE_OFS)
+def test_a_one_of_branch_that_always_holds_leaves_the_others_excluded(schema, valid, invalid, closed_objects):
+    _assert_exact(schema, valid, invalid, closed_objects)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {**AREA, "required": ["r", "l", "w"], "oneOf": [{"required": ["r"]}, {"required": ["l", "w"]}]},
+        {"oneOf": [True, {"description": "anything"}]},
+    ],
+)
+def test_a_one_of_two_branches_always_hold_is_unsatisfiable_in_both_modes(schema):
+    """No instance can match exactly one branch: a clear refusal rather than outputs the validator
+    will reject (relaxed mode would otherwise take the oneOf as an anyOf)."""
+    assert not any(jsonschema.Draft202012Validator(schema).is_valid(v) for v in [{}, {"r": 1, "l": 1, "w": 1}, 1])
+    for mode in ("strict", "relaxed"):
+        with pytest.raises(ConstraintCompileError, match="Unsatisfiable"):
+            _compile(schema, mode)
+
+
+DYNAMIC = [  # (schema, valid, invalid): $dynamicRefs that can only land where a $ref would
+    ({"type": "array", "items": {"$dynamicRef": "#item"}, "$defs": {"s": {"$dynamicAnchor": "item", **STR}}},
+     [["a"], []], [[1], "a"]),
+    ({"type": "array", "items": {"$dynamicRef": "#/$defs/s"}, "$defs": {"s": STR}}, [["a"]], [[1]]),
+    ({"properties": {"a": {"$dynamicRef": "#n"}, "b": {"$ref": "#n"}}, "$defs": {"n": {"$anchor": "n", **NUM}}},
+     [{"a": 1, "b": 2.5}], [{"a": "x"}, {"b": "x"}]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("schema", "valid", "invalid"), DYNAMIC)
+def test_dynamic_refs_with_one_possible_target_are_refs(schema, valid, invalid):
+    _assert_exact(schema, valid, invalid)
+
+
+def test_dynamic_refs_with_several_possible_targets_stay_refused():
+    """Two resources declare the anchor: which one applies depends on the path taken."""
+    schema = {
+        "$id": "https://example.com/root",
+        "$ref": "list",
+        "$defs": {
+            "item": {"$dynamicAnchor": "item", "type": "string"},
+            "list": {"$id": "list", "type": "array", "items": {"$dynamicRef": "#item"},
+                     "$defs": {"item": {"$dynamicAnchor": "item"}}},
+        },
+    }  # fmt: skip
+    with pytest.raises(ConstraintCompileError, match=r"\$dynamic"):
+        _compile(schema)
 
 
 def test_a_schema_llguidance_refuses_rewritten_compiles_as_written():

@@ -225,7 +225,7 @@ async def test_auth(server):
         ({"prompt": "x", "constraints": [{"name": "big", "regex_patterns": ["a" * (1 << 20 + 1)]}]},
          413, "big"),
         ({"prompt": "x", "constraints": [{"name": "bad", "regex_patterns": ["a("]}]}, 400, "position 1"),
-        ({"prompt": "x", "constraints": [{"name": "nk", "json_schema": '{"not": {"minimum": 3}}'}]},
+        ({"prompt": "x", "constraints": [{"name": "nk", "json_schema": '{"not": {"multipleOf": 3}}'}]},
          400, "not"),
         ({"prompt": "x", "constraints": [{"name": "no", "json_schema": '{"not": {}}'}]},
          400, "Unsatisfiable"),

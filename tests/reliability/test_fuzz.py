@@ -110,9 +110,9 @@ leaf_schemas = st.one_of(
     ),
     st.sampled_from(
         [
-            {"not": {"minimum": 3}},
+            {"not": {"multipleOf": 3}},
             {"type": "array", "uniqueItems": True},
-            {"if": {"minimum": 5}, "then": {"multipleOf": 5}},
+            {"if": {"multipleOf": 2}, "then": {"minimum": 5}},
         ]
     ),  # unsupported: must be refused
 )

@@ -232,6 +232,7 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
     conditionals = draft not in ("draft-04", "draft-06")  # if/then/else: from draft-07 on
     unknown: set[str] = set()
     rewrote = False
+    dynamic: list[dict] = []  # nodes with $dynamicRef or $dynamicAnchor
 
     def change(node: dict) -> None:
         nonlocal rewrote
@@ -247,6 +248,10 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
                 schemas.plain_not(node)
             if not DEPENDENT_KEYWORDS.isdisjoint(node):
                 schemas.plain_dependencies(node, old_draft=not unevaluated)
+        if rewrite and "oneOf" in node and schemas.plain_one_of(node):
+            rewrote = True
+        if "$dynamicRef" in node or "$dynamicAnchor" in node:
+            dynamic.append(node)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
         fmt = node.get("format")
@@ -255,6 +260,8 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
             unknown.add(fmt)
 
     schemas.each_subschema(schema, change)
+    if rewrite and dynamic and schemas.plain_dynamic_refs(dynamic):
+        rewrote = True
     schema.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
     return unknown, rewrote
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin
@@ -226,10 +227,12 @@ def plain_not(node: dict) -> None:
       numbers have no type of their own);
     - `not: {"required": [k, …]}`: an object without k, or without one of them (`properties:
       {k: false}`); `required` holds for every non-object, so the negation admits objects only;
+    - `not: {bound, …}` (and `type`) where the bounds (minimum, maxLength, minItems, …) bound one
+      kind of value: another type, or that kind breaking one of the bounds;
     - `not: {"enum"/"const": strings}`: a `pattern` matching every other string (only strings
       are listed, so every other value passes the `not` and is no string: a pattern leaves it be);
-    - `not: {"properties": {k: S}}` (and `"required": [k]`) where `not: S` is one of these: an
-      object whose k (present) is not S.
+    - `not: {"properties": {k: S, …}, "required": […]}` where each `not: S` is one of these: an
+      object that lacks a required key or has a k whose value is not S.
     Any other `not` stays (strict mode refuses it, relaxed mode drops it). Exact: the same
     instances are valid before and after, save strings that would leave the listed ones by a
     control character, a quote or a backslash, which the pattern does not offer (see
@@ -265,6 +268,9 @@ def plain_not(node: dict) -> None:
             _and(node, {"anyOf": [{"properties": {k: False}} for k in dict.fromkeys(names)]})
         else:  # `required: []` holds for every instance
             _and(node, False)
+    elif keys - {"type"} and keys - {"type"} <= _BOUNDS.keys():
+        if not _negate_bounds(node, inner, keys - {"type"}, node_kinds):
+            return
     elif keys in ({"enum"}, {"const"}, {"enum", "type"}, {"const", "type"}):
         values = [inner["const"]] if "const" in inner else inner["enum"]
         if not values or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
@@ -279,51 +285,121 @@ def plain_not(node: dict) -> None:
                 _and(node, {"pattern": pattern})
             else:
                 node["pattern"] = pattern
-    elif keys in ({"properties"}, {"properties", "required"}) and _one_property(inner):
-        # not (k, if present, is S): an object with k, and k's value not S; with `required: [k]`
-        # beside, an absent k also passes (as a non-object fails both ways: they pass the inner)
-        ((name, schema),) = inner["properties"].items()
-        if inner.get("required", [name]) != [name]:
+    elif keys in ({"properties"}, {"properties", "required"}) and isinstance(inner["properties"], dict):
+        # not (each present k is S_k, each required key present): an object that lacks a
+        # required key or has a k whose value is not S_k (a non-object passes the inner)
+        names = inner.get("required", [])
+        if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
             return
-        negated = {"not": schema}
-        plain_not(negated)
-        if "not" in negated:
-            return
+        alternatives = []
+        for name, schema in inner["properties"].items():
+            negated = {"not": schema}
+            plain_not(negated)
+            if "not" in negated:
+                return
+            if negated != {"allOf": [False]}:  # S_k is `true`: no value is not S_k
+                present = {} if name in names else {"required": [name]}  # else absent passes too
+                alternatives.append({"properties": {name: negated}, **present})
+            elif name in names:
+                alternatives.append({"properties": {name: False}})
+        absent = [k for k in dict.fromkeys(names) if k not in inner["properties"]]
+        alternatives += [{"properties": {k: False}} for k in absent]
         _set_kinds(node, node_kinds & {"object"})
-        _and(node, {"properties": {name: negated}, **({} if "required" in inner else {"required": [name]})})
+        if len(alternatives) == 1:
+            _and(node, alternatives[0])
+        else:  # none: every object passes the inner
+            _and(node, {"anyOf": alternatives} if alternatives else False)
     else:
         return
     del node["not"]
 
 
-def _one_property(node: dict) -> bool:
-    return isinstance(node["properties"], dict) and len(node["properties"]) == 1
+# A bound on one kind of value -> (the kinds it bounds, the bound that holds where it fails).
+_BOUNDS: dict[str, tuple[frozenset[str], Callable[[Any], dict | None]]] = {
+    "minimum": (frozenset({"integer", "fraction"}), lambda v: {"exclusiveMaximum": v}),
+    "maximum": (frozenset({"integer", "fraction"}), lambda v: {"exclusiveMinimum": v}),
+    "exclusiveMinimum": (frozenset({"integer", "fraction"}), lambda v: {"maximum": v}),
+    "exclusiveMaximum": (frozenset({"integer", "fraction"}), lambda v: {"minimum": v}),
+    "minLength": (frozenset({"string"}), lambda n: {"maxLength": n - 1} if n >= 1 else None),
+    "maxLength": (frozenset({"string"}), lambda n: {"minLength": n + 1}),
+    "minItems": (frozenset({"array"}), lambda n: {"maxItems": n - 1} if n >= 1 else None),
+    "maxItems": (frozenset({"array"}), lambda n: {"minItems": n + 1}),
+}
+
+
+def _negate_bounds(node: dict, inner: dict, bounds: set[str], node_kinds: set[str]) -> bool:
+    """`not: {bound, …}` (and `type`), where the bounds all bound one kind of value, as what it
+    means, added to `node`: a value of another type, or of the bounded kind that breaks a bound.
+    False (nothing added) when it has no such spelling."""
+    kinds = _kinds(inner["type"]) if "type" in inner else set(_KINDS)
+    bounded = {_BOUNDS[b][0] for b in bounds}
+    if kinds is None or len(bounded) != 1:
+        return False
+    values = [inner[b] for b in bounds]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return False
+    counts = {b for b in bounds if b.endswith(("Length", "Items"))}  # whole numbers
+    if any(not float(inner[b]).is_integer() for b in counts):
+        return False
+    others = node_kinds - kinds  # pass `not` whatever their value
+    within = node_kinds & kinds & next(iter(bounded))  # pass where they break a bound
+    alternatives: list[dict] = []
+    if others:
+        if _type_of(others) is None:
+            return False
+        alternatives.append({})
+        _set_kinds(alternatives[0], others)
+    if within:
+        for bound in sorted(bounds):
+            broken = _BOUNDS[bound][1](int(inner[bound]) if bound in counts else inner[bound])
+            if broken is not None:
+                alternatives.append({**broken})
+                _set_kinds(alternatives[-1], within)
+    if len(alternatives) == 1:
+        _and(node, alternatives[0])
+    else:
+        _and(node, {"anyOf": alternatives} if alternatives else False)
+    return True
 
 
 def plain_if(node: dict) -> None:
     """`if`/`then`/`else` as what they mean, in place, where the negation of `if` has a positive
     spelling (plain_not): `anyOf: [{allOf: [if, then]}, {allOf: [not if, else]}]` added to `allOf`
     (a missing `then`/`else` is `true`; `if: true`/`false` picks one; `then`/`else` without
-    `if` are no assertion). Exact. Otherwise they stay as written."""
-    if "if" not in node:
-        node.pop("then", None)
-        node.pop("else", None)
+    `if`, and `if` without either, are no assertion). Exact. Otherwise they stay as written. A
+    subschema left out that names a resource (`$id`, an anchor) moves to `$defs`, where a `$ref`
+    still finds it."""
+    if "if" not in node or ("then" not in node and "else" not in node):
+        for keyword in ("if", "then", "else"):
+            _keep_resources(node, keyword, node.pop(keyword, None))
         return
     condition, then, otherwise = node["if"], node.get("then", True), node.get("else", True)
     if condition is True or (isinstance(condition, dict) and not condition.keys() - _NOTES):
-        chosen = then
+        chosen, dropped = then, "else"
     elif condition is False:
-        chosen = otherwise
+        chosen, dropped = otherwise, "then"
     else:
         negated = {"not": condition}
         plain_not(negated)
         if "not" in negated:
             return
-        chosen = {"anyOf": [{"allOf": [condition, then]}, {"allOf": [negated, otherwise]}]}
+        chosen, dropped = {"anyOf": [{"allOf": [condition, then]}, {"allOf": [negated, otherwise]}]}, ""
     for keyword in ("if", "then", "else"):
-        node.pop(keyword, None)
+        subschema = node.pop(keyword, None)
+        if keyword == dropped:
+            _keep_resources(node, keyword, subschema)
     if chosen is not True:
         _and(node, chosen)
+
+
+def _keep_resources(node: dict, keyword: str, subschema: Any) -> None:
+    """Keep a subschema that is no longer an assertion under `$defs` if a `$ref` may name it."""
+    if isinstance(subschema, dict) and any(
+        {"$id", "$anchor", "$dynamicAnchor"} & child.keys() for _, child in subschemas(subschema)
+    ):
+        defs = node.setdefault("$defs", {})
+        if isinstance(defs, dict):
+            defs[f"ananke:{keyword}"] = subschema
 
 
 def _kinds(declared: Any) -> set[str] | None:
@@ -354,6 +430,87 @@ def _set_kinds(node: dict, kinds: set[str]) -> None:
 
 def _and(node: dict, *schemas: Any) -> None:
     node["allOf"] = [*node.get("allOf", []), *schemas]
+
+
+def plain_one_of(node: dict) -> bool:
+    """A `oneOf` some of whose branches every instance valid under `node` satisfies anyway, as
+    what it then means, in place: a branch that is `true`, says nothing, or asks only for keys
+    `node` itself requires (or a `type` its own `type` already implies) always holds. With two
+    such branches no instance can match exactly one: nothing is valid (`allOf: [false]`). With
+    one, the instance must match none of the others: `allOf` of their negations, where each has
+    a positive spelling (plain_not; otherwise the `oneOf` stays). Exact. True when rewritten."""
+    branches = node["oneOf"]
+    if not isinstance(branches, list) or not all(isinstance(b, (bool, dict)) for b in branches):
+        return False
+    implied = [i for i, branch in enumerate(branches) if _implied(branch, node)]
+    if len(implied) >= 2:
+        del node["oneOf"]
+        _and(node, False)
+        return True
+    if len(implied) != 1:
+        return False
+    negations = []
+    for i, branch in enumerate(branches):
+        if i == implied[0]:
+            continue
+        negated = {"not": branch}
+        plain_not(negated)
+        if "not" in negated:
+            return False
+        negations.append(negated)
+    del node["oneOf"]
+    _and(node, *negations)
+    return True
+
+
+def _implied(branch: Any, node: dict) -> bool:
+    """Whether every instance valid under `node` satisfies `branch` (judged by `required` and
+    `type` only)."""
+    if branch is True:
+        return True
+    if not isinstance(branch, dict) or branch.keys() - _NOTES - {"required", "type"}:
+        return False
+    required, own = branch.get("required", []), node.get("required", [])
+    if not isinstance(required, list) or not isinstance(own, list) or not set(required) <= set(own):
+        return False
+    if "type" not in branch:
+        return True
+    kinds, own_kinds = _kinds(branch["type"]), _kinds(node.get("type"))
+    return kinds is not None and own_kinds is not None and own_kinds <= kinds
+
+
+def plain_dynamic_refs(nodes: list[dict]) -> bool:
+    """`$dynamicRef`s that can only land where a `$ref` would, as that `$ref`, in place, given the
+    document's `nodes` that have `$dynamicRef` or `$dynamicAnchor`. A `$dynamicRef` looks past
+    its static target only when that target has a `$dynamicAnchor` of its name, and then picks
+    the outermost resource in the dynamic scope with one: with at most one `$dynamicAnchor` of
+    that name in the document, that is the static target again (a JSON-pointer fragment never
+    looks further). A `$dynamicAnchor` no `$dynamicRef` looks for any more is an `$anchor` (as a
+    `$ref` sees it). Exact. True when something was rewritten."""
+    counts = Counter(node["$dynamicAnchor"] for node in nodes if isinstance(node.get("$dynamicAnchor"), str))
+    still_dynamic = set()
+    changed = False
+    for node in nodes:
+        ref = node.get("$dynamicRef")
+        if not isinstance(ref, str):
+            continue
+        fragment = ref.partition("#")[2]
+        if fragment and not fragment.startswith("/") and counts[fragment] > 1:
+            still_dynamic.add(fragment)
+            continue
+        del node["$dynamicRef"]
+        if "$ref" in node:
+            _and(node, {"$ref": ref})
+        else:
+            node["$ref"] = ref
+        changed = True
+    for node in nodes:
+        name = node.get("$dynamicAnchor")
+        if isinstance(name, str) and name not in still_dynamic and node.get("$anchor", name) == name:
+            del node["$dynamicAnchor"]
+            node["$anchor"] = name
+            changed = True
+    return changed
 
 
 DEPENDENCIES_MAX = 6  # entries per object: each doubles the object's alternatives in the grammar
