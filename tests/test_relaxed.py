@@ -341,7 +341,8 @@ def test_nots_with_a_positive_meaning_are_enforced_exactly(schema, valid, invali
 
 
 def test_nots_without_a_positive_meaning_stay_as_written():
-    for inner in [{"type": "integer"}, {"multipleOf": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_THREES]:
+    inners = [{"type": "integer"}, {"multipleOf": 3}, {"pattern": "^x"}, {"enum": ["a", 1]}, NOT_B_THREES]
+    for inner in inners:
         with pytest.raises(ConstraintCompileError, match="not"):
             _compile({"not": inner})
         assert _compile({"not": inner}, "relaxed").relaxed == ("s: /not: not enforced",)
@@ -429,6 +430,28 @@ def test_a_one_of_branch_that_always_holds_leaves_the_others_excluded(schema, va
     _assert_exact(schema, valid, invalid, closed_objects)
 
 
+TWO_KINDS = {
+    "one": {"type": "object", "properties": {"red": STR}},
+    "two": {"type": "object", "properties": {"blue": STR}},
+}
+EXACT_ONE_OFS = [  # (schema, valid, invalid): overlapping branches, each with a positive negation
+    ({"oneOf": [{"required": ["p"]}, {"required": ["q"]}]}, [{"p": 1}, {"q": 1}], [{"p": 1, "q": 1}, {}, 1]),
+    ({"type": "object",
+      "properties": {"thing": {"oneOf": [{"$ref": "#/$defs/one"}, {"$ref": "#/$defs/two"}]}},
+      "$defs": TWO_KINDS},
+     [{"thing": {"red": 1}}, {"thing": {"blue": 2}}, {"thing": {"red": "a", "blue": 3}}],
+     [{"thing": {}}, {"thing": {"red": "a", "blue": "b"}}, {"thing": {"red": 1, "blue": 2}}, {"thing": 1}]),
+    ({"oneOf": [{"type": "string", "maxLength": 3}, {"type": "string", "minLength": 2}]},
+     ["a", "abcd"], ["ab", "abc", 1]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("closed_objects", [False, True])
+@pytest.mark.parametrize(("schema", "valid", "invalid"), EXACT_ONE_OFS)
+def test_overlapping_one_of_branches_with_negations_are_exact(schema, valid, invalid, closed_objects):
+    _assert_exact(schema, valid, invalid, closed_objects)
+
+
 @pytest.mark.parametrize(
     "schema",
     [
@@ -439,7 +462,8 @@ def test_a_one_of_branch_that_always_holds_leaves_the_others_excluded(schema, va
 def test_a_one_of_two_branches_always_hold_is_unsatisfiable_in_both_modes(schema):
     """No instance can match exactly one branch: a clear refusal rather than outputs the validator
     will reject (relaxed mode would otherwise take the oneOf as an anyOf)."""
-    assert not any(jsonschema.Draft202012Validator(schema).is_valid(v) for v in [{}, {"r": 1, "l": 1, "w": 1}, 1])
+    tries = [{}, {"r": 1, "l": 1, "w": 1}, 1]
+    assert not any(jsonschema.Draft202012Validator(schema).is_valid(v) for v in tries)
     for mode in ("strict", "relaxed"):
         with pytest.raises(ConstraintCompileError, match="Unsatisfiable"):
             _compile(schema, mode)
@@ -449,7 +473,8 @@ DYNAMIC = [  # (schema, valid, invalid): $dynamicRefs that can only land where a
     ({"type": "array", "items": {"$dynamicRef": "#item"}, "$defs": {"s": {"$dynamicAnchor": "item", **STR}}},
      [["a"], []], [[1], "a"]),
     ({"type": "array", "items": {"$dynamicRef": "#/$defs/s"}, "$defs": {"s": STR}}, [["a"]], [[1]]),
-    ({"properties": {"a": {"$dynamicRef": "#n"}, "b": {"$ref": "#n"}}, "$defs": {"n": {"$anchor": "n", **NUM}}},
+    ({"properties": {"a": {"$dynamicRef": "#n"}, "b": {"$ref": "#n"}},
+      "$defs": {"n": {"$anchor": "n", **NUM}}},
      [{"a": 1, "b": 2.5}], [{"a": "x"}, {"b": "x"}]),
 ]  # fmt: skip
 

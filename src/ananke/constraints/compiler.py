@@ -412,11 +412,17 @@ def _compile_schema(
     if isinstance(base, dict):  # in place: `base` was parsed for this compile
         state.formats, rewrote = _prepare(name, base, rewrite)
     closed = schemas.close_objects(base) if closed_objects else []
+    one_ofs_rewritten = False
     for _ in range(64):  # one round per thing learnt
         schema, relaxed = state.apply(base)
         grammar, matcher, error = _try_schema(schema, limits)
         if not error:
             break
+        if rewrite and not one_ofs_rewritten and "oneOf constraints are not supported" in error:
+            one_ofs_rewritten = True  # llguidance could not prove them exclusive: say it outright
+            if isinstance(base, dict) and schemas.exact_one_ofs(base):
+                rewrote = True
+                continue
         unknown = re.search(r"Unknown format: ?(\S*)", error)
         if unknown and unknown.group(1).strip("\"'`.,") not in state.formats:
             state.formats.add(unknown.group(1).strip("\"'`.,"))

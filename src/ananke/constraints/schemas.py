@@ -231,8 +231,8 @@ def plain_not(node: dict) -> None:
       kind of value: another type, or that kind breaking one of the bounds;
     - `not: {"enum"/"const": strings}`: a `pattern` matching every other string (only strings
       are listed, so every other value passes the `not` and is no string: a pattern leaves it be);
-    - `not: {"properties": {k: S, …}, "required": […]}` where each `not: S` is one of these: an
-      object that lacks a required key or has a k whose value is not S.
+    - `not: {"properties": {k: S, …}, "required": […]}` (and `type`) where each `not: S` is one of
+      these: another type, or an object that lacks a required key or has a k whose value is not S.
     Any other `not` stays (strict mode refuses it, relaxed mode drops it). Exact: the same
     instances are valid before and after, save strings that would leave the listed ones by a
     control character, a quote or a backslash, which the pattern does not offer (see
@@ -268,6 +268,46 @@ def plain_not(node: dict) -> None:
             _and(node, {"anyOf": [{"properties": {k: False}} for k in dict.fromkeys(names)]})
         else:  # `required: []` holds for every instance
             _and(node, False)
+    elif keys - {"type"} and keys - {"type"} <= _BOUNDS.keys():
+        if not _negate_bounds(node, inner, keys - {"type"}, node_kinds):
+            return
+    elif keys in ({"enum"}, {"const"}, {"enum", "type"}, {"const", "type"}):
+        values = [inner["const"]] if "const" in inner else inner["enum"]
+        if not values or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            return
+        if "type" in inner and inner["type"] != "string":
+            return
+        if sum(map(len, values)) > NOT_ENUM_MAX_CHARS or max(map(len, values)) > NOT_ENUM_MAX_VALUE:
+            return
+        if "string" in node_kinds:
+            pattern = _other_strings(values)
+            if "pattern" in node:
+                _and(node, {"pattern": pattern})
+            else:
+                node["pattern"] = pattern
+    elif "properties" in keys and keys <= {"properties", "required", "type"}:
+        # not (an object of these types whose present k are S_k and required keys present): a
+        # value of another type, or an object that lacks a required key or has a k not S_k
+        kinds = _kinds(inner["type"]) if "type" in inner else set(_KINDS)
+        alternatives = _object_negation(inner) if kinds is not None and "object" in kinds else []
+        if kinds is None or alternatives is None:
+            return
+        others = node_kinds - kinds  # every value of these types passes the `not`
+        if others and _type_of(others) is None:
+            return
+        if "object" not in node_kinds:
+            alternatives = []
+        if not others:  # objects only
+            _set_kinds(node, node_kinds & {"object"})
+        elif alternatives:
+            _set_kinds(others_schema := {}, others)
+            alternatives = [others_schema, *({"type": "object", **a} for a in alternatives)]
+        else:
+            _set_kinds(node, others)
+        if len(alternatives) == 1:
+            _and(node, alternatives[0])
+        elif alternatives or not others:  # none and no other type: nothing passes
+            _and(node, {"anyOf": alternatives} if alternatives else False)
     elif keys - {"type"} and keys - {"type"} <= _BOUNDS.keys():
         if not _negate_bounds(node, inner, keys - {"type"}, node_kinds):
             return
@@ -360,6 +400,30 @@ def _negate_bounds(node: dict, inner: dict, bounds: set[str], node_kinds: set[st
     else:
         _and(node, {"anyOf": alternatives} if alternatives else False)
     return True
+
+
+def _object_negation(inner: dict) -> list[dict] | None:
+    """Alternatives, among objects, to `inner`'s `properties` and `required` (an object lacking a
+    required key, or with a k whose value is not S_k); None where some `not: S_k` has no positive
+    spelling."""
+    properties, names = inner.get("properties", {}), inner.get("required", [])
+    if not isinstance(properties, dict) or not isinstance(names, list):
+        return None
+    if not all(isinstance(k, str) for k in names):
+        return None
+    alternatives = []
+    for name, schema in properties.items():
+        negated = {"not": schema}
+        plain_not(negated)
+        if "not" in negated:
+            return None
+        if negated != {"allOf": [False]}:  # S_k is `true`: no value is not S_k
+            present = {} if name in names else {"required": [name]}  # else absent passes too
+            alternatives.append({"properties": {name: negated}, **present})
+        elif name in names:
+            alternatives.append({"properties": {name: False}})
+    alternatives += [{"properties": {k: False}} for k in dict.fromkeys(names) if k not in properties]
+    return alternatives
 
 
 def plain_if(node: dict) -> None:
@@ -461,6 +525,42 @@ def plain_one_of(node: dict) -> bool:
     del node["oneOf"]
     _and(node, *negations)
     return True
+
+
+ONE_OF_MAX_BRANCHES = 4  # each branch carries the negations of all the others
+
+
+def exact_one_ofs(schema: dict) -> bool:
+    """Every `oneOf` (of 2 to ONE_OF_MAX_BRANCHES branches) whose branches all have a negation
+    with a positive spelling (plain_not), as what it means, in place: `anyOf` over the branches,
+    each with the negations of the others beside it (`allOf`) — exactly one holds. A branch that
+    is a local `$ref` is negated through its target (not in a document with nested `$id`s, where
+    "#/…" may name a place in another resource). For the `oneOf`s llguidance cannot prove
+    exclusive. True when one was rewritten."""
+    nested_ids = any("$id" in node for pointer, node in subschemas(schema) if pointer)
+    changed = False
+    for _, node in subschemas(schema):
+        branches = node.get("oneOf")
+        if not isinstance(branches, list) or not 2 <= len(branches) <= ONE_OF_MAX_BRANCHES:
+            continue
+        negations = []
+        for branch in branches:
+            view = branch if nested_ids or isinstance(branch, bool) else _resolve(branch, schema)
+            if view is None or (view is branch and isinstance(view, dict) and "$ref" in view):
+                break
+            negated = {"not": json.loads(json.dumps(view))}  # plain_not may share what it reads
+            plain_not(negated)
+            if "not" in negated:
+                break
+            negations.append(negated)
+        else:
+            del node["oneOf"]
+            alternatives = [
+                {"allOf": [branch, *negations[:i], *negations[i + 1 :]]} for i, branch in enumerate(branches)
+            ]
+            _and(node, {"anyOf": alternatives})
+            changed = True
+    return changed
 
 
 def _implied(branch: Any, node: dict) -> bool:
