@@ -3,11 +3,16 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
+import llguidance as llg
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from ananke import Ananke, ConstraintCompileError, PyConstraintIR
 from ananke.constraints import CompileLimits, compile_constraints, constraints_hash
+from ananke.constraints.compiler import byte_tokenizer
 
 SEED_SCHEMA = (
     '{"type": "object", "properties": {"result": {"type": "string"}, "status": {"type": "integer"}}}'
@@ -205,3 +210,38 @@ def test_a_draft04_subschema_id_in_the_root_document_names_a_place_not_a_new_roo
 
     assert accepts(b'{"rank":"a"}')
     assert not accepts(b'"abc"')
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pattern=st.text(alphabet="[]^-&~ab+", min_size=2, max_size=9),
+    texts=st.lists(st.text(alphabet="[]^-&~ab+,", max_size=4), min_size=1, max_size=8),
+)
+@example(pattern="[[ab]-]+", texts=["a-b", "[a-]", "a"])
+@example(pattern="[a-b--a]", texts=["a", "-", "+"])
+@example(pattern="[+--]", texts=[",", "+", "-", "a"])
+def test_character_classes_read_as_json_schema_and_python_read_them(pattern, texts):
+    """llguidance's (Rust) regex syntax reads `[` inside a class as a nested class and `&&`, `--`,
+    `~~` as set operations; JSON Schema (ECMA-262) and Python read literals there. A `pattern`
+    and a regex constraint take exactly the texts Python's `re` matches."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            python = re.compile(pattern)
+        except re.error:
+            return
+    try:
+        as_schema = compile_constraints(
+            [PyConstraintIR("s", json_schema=json.dumps({"type": "string", "pattern": f"^{pattern}$"}))]
+        )
+        as_regex = compile_constraints([PyConstraintIR("r", regex_patterns=[pattern])])
+    except ConstraintCompileError:
+        return  # llguidance refuses a few Python accepts (e.g. an empty class): refused, never misread
+    for text in texts:
+        expected = python.fullmatch(text) is not None
+        for grammar, data in ((as_schema.grammar, json.dumps(text)), (as_regex.grammar, text)):
+            matcher = llg.LLMatcher(byte_tokenizer(), grammar, log_level=0)
+            assert (matcher.consume_tokens(list(data.encode())) and matcher.is_accepting()) == expected, (
+                pattern,
+                text,
+            )

@@ -196,6 +196,14 @@ def _integral_counts(node: dict) -> None:
             node[key] = int(node[key])
 
 
+def _class_literals_in(node: dict) -> None:
+    """A `pattern` and the `patternProperties` regexes as JSON Schema reads them (class_literals)."""
+    if isinstance(node.get("pattern"), str):
+        node["pattern"] = class_literals(node["pattern"])
+    if isinstance(node.get("patternProperties"), dict):
+        node["patternProperties"] = {class_literals(k): v for k, v in node["patternProperties"].items()}
+
+
 @functools.lru_cache(maxsize=512)
 def _knows_format(name: str) -> bool:
     """Whether llguidance enforces the string format `name` (asked once per name per process)."""
@@ -254,6 +262,8 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
             dynamic.append(node)
         if not COUNT_KEYWORDS.isdisjoint(node):
             _integral_counts(node)
+        if "pattern" in node or "patternProperties" in node:
+            _class_literals_in(node)
         fmt = node.get("format")
         if fmt.__class__ is str and _may_be_string(node) and not _knows_format(fmt):
             del node["format"]
@@ -459,6 +469,44 @@ def _proves_nothing_valid(error: str) -> bool:
     return error.startswith("Unsatisfiable schema") and "while processing" not in error
 
 
+def class_literals(pattern: str) -> str:
+    """The pattern with what JSON Schema's (ECMA-262's) and Python's regexes read as literals
+    inside a character class escaped for llguidance, whose Rust syntax reads `[` there as a
+    nested class and `&&`, `--`, `~~` as set operations (`[[a-z]-]*` would take "a-b-c")."""
+    if "[" not in pattern:
+        return pattern
+    out, i, in_class, atom = [], 0, False, False  # atom: the last item may start a range
+    while i < len(pattern):
+        char = pattern[i]
+        if not in_class:
+            step = 2 if char == "\\" else 1
+            out.append(pattern[i : i + step])
+            i += step
+            if char == "[":  # a `^`, then a `]`, right after `[` belong to the class as written
+                in_class, atom = True, False
+                for lead in "^]":
+                    if pattern.startswith(lead, i):
+                        out.append(lead)
+                        i, atom = i + 1, lead == "]"
+            continue
+        if char == "]":
+            in_class = False
+        elif char == "-" and atom and not pattern.startswith("]", i + 1):  # a range: its end next
+            end = pattern[i + 1 : i + 3] if pattern.startswith("\\", i + 1) else pattern[i + 1]
+            out.append("-" + ("\\" + end if end in "[&-~" else end))
+            i, atom = i + 1 + len(end), False
+            continue
+        elif char == "\\":
+            out.append(pattern[i : i + 2])
+            i, atom = i + 2, True
+            continue
+        elif char == "[" or (char in "&-~" and pattern.startswith(char, i + 1)):
+            out.append("\\")
+        out.append(char)
+        i, atom = i + 1, True
+    return "".join(out)
+
+
 def normalise_regex(pattern: str) -> str:
     """Drop a leading `^`/`\\A` and a trailing unescaped `$`/`\\Z`: llguidance matches whole text."""
     if pattern.startswith("^"):
@@ -469,7 +517,7 @@ def normalise_regex(pattern: str) -> str:
         pattern = pattern[:-2]
     elif pattern.endswith("$") and _unescaped_at(pattern, len(pattern) - 1):
         pattern = pattern[:-1]
-    return pattern
+    return class_literals(pattern)
 
 
 def _unescaped_at(text: str, index: int) -> bool:
