@@ -419,6 +419,7 @@ ONE_OFS = [  # (schema, valid, invalid): a oneOf with one branch every valid ins
     ({**AREA, "required": ["r"], "oneOf": [{"required": ["r"]}, {"required": ["l", "w"]}]},
      [{"r": 1}, {"r": 1, "l": 2}], [{"r": 1, "l": 1, "w": 1}, {"l": 1, "w": 1}]),
     ({"oneOf": [True, False, STR]}, [1, None, {}], ["s"]),
+    ({"type": "string", "oneOf": [{"_format": "email"}, {"enum": [""]}]}, ["a@b.c", "x"], ["", 1]),
     ({"type": "string", "oneOf": [{"type": "string", "description": "any"}, {"enum": ["a", "b"]}]},
      ["c", ""], ["a", "b", 1]),
 ]  # fmt: skip

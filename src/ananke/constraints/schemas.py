@@ -211,6 +211,19 @@ def plain_unevaluated(node: dict) -> None:
         node.setdefault("items", node.pop("unevaluatedItems"))
 
 
+# Every keyword of drafts 4 to 2020-12; any other key of a schema is an annotation.
+_KEYWORDS = frozenset(
+    {"$schema", "$id", "id", "$ref", "$anchor", "$dynamicRef", "$dynamicAnchor", "$recursiveRef",
+     "$recursiveAnchor", "$vocabulary", "$comment", "$defs", "definitions", "type", "enum", "const",
+     "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength",
+     "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+     "maxProperties", "minProperties", "required", "dependentRequired", "dependencies", "allOf",
+     "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "prefixItems", "items",
+     "additionalItems", "contains", "properties", "patternProperties", "additionalProperties",
+     "propertyNames", "unevaluatedItems", "unevaluatedProperties", "format", "contentEncoding",
+     "contentMediaType", "contentSchema", "title", "description", "default", "deprecated",
+     "readOnly", "writeOnly", "examples"}
+)  # fmt: skip
 # Keys that say nothing about an instance (a `not` of only these rejects everything).
 _NOTES = frozenset({"title", "description", "default", "examples", "$comment", "deprecated"})
 # JSON types as disjoint kinds: "number" is an integer or a fraction.
@@ -568,8 +581,8 @@ def _implied(branch: Any, node: dict) -> bool:
     `type` only)."""
     if branch is True:
         return True
-    if not isinstance(branch, dict) or branch.keys() - _NOTES - {"required", "type"}:
-        return False
+    if not isinstance(branch, dict) or (branch.keys() & _KEYWORDS) - _NOTES - {"required", "type"}:
+        return False  # (a key that is no keyword, such as a misspelt "_format", asserts nothing)
     required, own = branch.get("required", []), node.get("required", [])
     if not isinstance(required, list) or not isinstance(own, list) or not set(required) <= set(own):
         return False
