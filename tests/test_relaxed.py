@@ -501,17 +501,32 @@ def test_dynamic_refs_with_several_possible_targets_stay_refused():
 
 
 def test_a_schema_llguidance_refuses_rewritten_compiles_as_written():
-    """llguidance builds every definition, required or not, and refuses one that admits nothing:
-    the forbidden-property idiom (`"gone": {"$ref": "#/$defs/none"}`, `none` a `not` of every
-    type) fails rewritten, so the schema is compiled as written — as before the rewrites."""
-    every = ["array", "boolean", "integer", "number", "null", "object", "string"]
+    """The rewritten `not` puts an `allOf` beside a circular `$ref`, which llguidance refuses
+    ("circular references with sibling keys"), so the schema is compiled as written — as
+    before the rewrites: strict mode names the `not`, relaxed mode leaves it out."""
     schema = {
-        "type": "object",
-        "properties": {"a": {"type": "integer"}, "gone": {"$ref": "#/$defs/none"}},
-        "$defs": {"none": {"not": {"type": every}}},
+        "$defs": {
+            "n": {
+                "type": "object",
+                "properties": {"c": {"$ref": "#/$defs/n", "not": {"required": ["a", "b"]}}},
+            }
+        },
+        "$ref": "#/$defs/n",
     }
     with pytest.raises(ConstraintCompileError, match=r"keyword\(s\): not"):
         _compile(schema)
-    relaxed = _compile(schema, "relaxed")
-    assert relaxed.relaxed == ("s: /$defs/none/not: not enforced",)
-    assert _accepts(relaxed.grammar, {"a": 1})
+    assert _compile(schema, "relaxed").relaxed == ("s: /$defs/n/properties/c/not: not enforced",)
+
+
+def test_the_forbidden_property_idiom_is_exact():
+    """A definition that admits nothing (`not` of every type), referred to by the properties that
+    may not appear: llguidance refuses the definition itself, so each reference becomes
+    `allOf: [false]` where it stands."""
+    every = ["array", "boolean", "integer", "number", "null", "object", "string"]
+    for none in ({"not": {"type": every}}, False):
+        schema = {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "gone": {"$ref": "#/$defs/none"}},
+            "$defs": {"none": none},
+        }
+        _assert_exact(schema, [{"a": 1}, {}], [{"gone": 1}, {"a": 1, "gone": None}])

@@ -272,6 +272,8 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
     schemas.each_subschema(schema, change)
     if rewrite and dynamic and schemas.plain_dynamic_refs(dynamic):
         rewrote = True
+    if rewrite and schemas.refs_to_nothing(schema):
+        rewrote = True
     schema.pop("$schema", None)  # now in 2020-12 terms, llguidance's own
     return unknown, rewrote
 

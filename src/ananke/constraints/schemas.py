@@ -626,6 +626,47 @@ def plain_dynamic_refs(nodes: list[dict]) -> bool:
     return changed
 
 
+def refs_to_nothing(schema: dict) -> bool:
+    """A definition that admits nothing (`false`, or what plain_not made of a `not` of every type:
+    `allOf: [false]`) is the forbidden-property idiom; llguidance builds every definition and
+    refuses such a one, though only the places that refer to it are unsatisfiable. In place:
+    each plain local `$ref` to it becomes `allOf: [false]` where it stands, and the definition
+    goes. Exact. Not in a document with nested `$id`s ("#/…" could then name another resource)
+    nor when some `$ref` names a place inside such a definition. True when rewritten."""
+    nothing = {
+        f"#/{key}/{_escape(name)}": (key, name)
+        for key in ("$defs", "definitions") if isinstance(schema.get(key), dict)
+        for name, definition in schema[key].items() if _admits_nothing(definition)
+    }  # fmt: skip
+    if not nothing:
+        return False
+    nodes = [node for _, node in subschemas(schema)]
+    if any("$id" in node for node in nodes[1:]):
+        return False
+    refs = [node for node in nodes if isinstance(node.get("$ref"), str)]
+    if any(ref["$ref"] not in nothing and ref["$ref"].startswith(tuple(nothing)) for ref in refs):
+        return False
+    for node in refs:
+        if node["$ref"] in nothing and not node.keys() - _ANNOTATIONS:
+            del node["$ref"]
+            _and(node, False)
+    if any(node.get("$ref") in nothing for node in refs):
+        return True  # a $ref with siblings still names it: the definition stays
+    for key, name in nothing.values():
+        del schema[key][name]
+    return True
+
+
+def _admits_nothing(definition: Any) -> bool:
+    if definition is False:
+        return True
+    return (
+        isinstance(definition, dict)
+        and definition.keys() - _NOTES == {"allOf"}
+        and False in definition["allOf"]
+    )
+
+
 DEPENDENCIES_MAX = 6  # entries per object: each doubles the object's alternatives in the grammar
 
 
