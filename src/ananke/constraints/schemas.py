@@ -16,6 +16,7 @@ listed as `<json pointer>: <what was done>`.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -286,7 +287,12 @@ def plain_not(node: dict) -> None:
             return
     elif keys in ({"enum"}, {"const"}, {"enum", "type"}, {"const", "type"}):
         values = [inner["const"]] if "const" in inner else inner["enum"]
-        if not values or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        if not values or not isinstance(values, list):
+            return
+        if not all(isinstance(v, str) for v in values):  # other scalars: per kind what they leave
+            if "type" in inner or not _negate_values(node, values, node_kinds):
+                return
+            del node["not"]
             return
         if "type" in inner and inner["type"] != "string":
             return
@@ -408,6 +414,51 @@ def _negate_bounds(node: dict, inner: dict, bounds: set[str], node_kinds: set[st
             if broken is not None:
                 alternatives.append({**broken})
                 _set_kinds(alternatives[-1], within)
+    if len(alternatives) == 1:
+        _and(node, alternatives[0])
+    else:
+        _and(node, {"anyOf": alternatives} if alternatives else False)
+    return True
+
+
+NOT_ENUM_MAX_NUMBERS = 16  # each number splits the number line once more
+
+
+def _negate_values(node: dict, values: list, node_kinds: set[str]) -> bool:
+    """`not: {enum: values}` of scalars of several kinds, added to `node`: null unless listed,
+    the boolean not listed, every other string (_other_strings), the numbers below, between and
+    above the listed ones, and any array or object. False (nothing added) for an array or object
+    value, too many numbers or too long strings."""
+    if any(isinstance(v, (dict, list)) for v in values):
+        return False
+    strings = [v for v in values if isinstance(v, str)]
+    booleans = [v for v in values if isinstance(v, bool)]
+    numbers = sorted({v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    if len(numbers) > NOT_ENUM_MAX_NUMBERS:
+        return False
+    if strings and (
+        sum(map(len, strings)) > NOT_ENUM_MAX_CHARS or max(map(len, strings)) > NOT_ENUM_MAX_VALUE
+    ):
+        return False
+    alternatives: list[dict] = []
+    if "null" in node_kinds and None not in values:
+        alternatives.append({"type": "null"})
+    left = [b for b in (True, False) if b not in booleans]
+    if "boolean" in node_kinds and left:
+        alternatives.append({"type": "boolean", **({"enum": left} if len(left) == 1 else {})})
+    if "string" in node_kinds:
+        alternatives.append({"type": "string", **({"pattern": _other_strings(strings)} if strings else {})})
+    if structured := sorted(node_kinds & {"array", "object"}):
+        alternatives.append({"type": structured})
+    if number_kinds := node_kinds & {"integer", "fraction"}:
+        kind = _type_of(number_kinds)
+        if kind is None:
+            return False
+        between = [{"exclusiveMinimum": a, "exclusiveMaximum": b} for a, b in itertools.pairwise(numbers)]
+        bounds = [{}]  # any number, when none is listed
+        if numbers:
+            bounds = [{"exclusiveMaximum": numbers[0]}, *between, {"exclusiveMinimum": numbers[-1]}]
+        alternatives += [{"type": kind[0], **bound} for bound in bounds]
     if len(alternatives) == 1:
         _and(node, alternatives[0])
     else:
