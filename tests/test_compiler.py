@@ -99,6 +99,7 @@ def test_empty_list_is_unconstrained():
         (PyConstraintIR("c", json_schema="{not json"), "not valid JSON"),
         (PyConstraintIR("c", json_schema="[1, 2]"), "object or boolean"),
         (PyConstraintIR("c", json_schema='{"not": {"pattern": "^a"}}'), "keyword(s): not"),
+        (PyConstraintIR("c", json_schema='{"pattern": "[a-"}'), "unclosed character class"),
         (PyConstraintIR("c", json_schema='{"type": "array", "uniqueItems": true}'), "uniqueItems"),
         (
             PyConstraintIR("c", regex_patterns=["ok", "a(b"]),

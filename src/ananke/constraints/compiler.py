@@ -493,7 +493,7 @@ def class_literals(pattern: str) -> str:
             continue
         if char == "]":
             in_class = False
-        elif char == "-" and atom and not pattern.startswith("]", i + 1):  # a range: its end next
+        elif char == "-" and atom and i + 1 < len(pattern) and pattern[i + 1] != "]":  # a range
             end = pattern[i + 1 : i + 3] if pattern.startswith("\\", i + 1) else pattern[i + 1]
             out.append("-" + ("\\" + end if end in "[&-~" else end))
             i, atom = i + 1 + len(end), False
