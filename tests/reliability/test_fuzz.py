@@ -108,6 +108,41 @@ leaf_schemas = st.one_of(
         st.sampled_from([{"minLength": 1}, {"required": ["b"]}, False]),
         st.sampled_from([{"type": "integer"}, {"required": ["a"]}, True]),
     ),
+    st.builds(  # `not` of bounds, of a mixed enum, of several properties (schemas.plain_not)
+        lambda bound, value, values, names: st.sampled_from(
+            [
+                {"not": {"minimum": value}},
+                {"not": {"type": "string", "maxLength": bound}},
+                {"not": {"minItems": bound, "maxItems": bound + 1}},
+                {"not": {"enum": values}},
+                {
+                    "not": {
+                        "type": "object",
+                        "properties": {"a": {"type": "string"}, "b": {"const": value}},
+                        "required": names,
+                    }
+                },
+            ]
+        ),
+        st.integers(0, 3),
+        st.integers(-3, 3),
+        st.lists(scalars, min_size=1, max_size=4),
+        st.lists(st.sampled_from(["a", "b", "c"]), max_size=2),
+    ).flatmap(lambda strategy: strategy),
+    st.builds(  # a oneOf with branches the object's own `required` may imply (schemas.plain_one_of)
+        lambda required, groups: {
+            "type": "object",
+            "properties": {"a": {}, "b": {}, "c": {}},
+            "required": required,
+            "oneOf": [{"required": group} for group in groups],
+        },
+        st.lists(st.sampled_from(["a", "b", "c"]), max_size=3, unique=True),
+        st.lists(
+            st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=2, unique=True),
+            min_size=2,
+            max_size=3,
+        ),
+    ),
     st.sampled_from(
         [
             {"not": {"multipleOf": 3}},
