@@ -470,10 +470,20 @@ def test_a_one_of_two_branches_always_hold_is_unsatisfiable_in_both_modes(schema
             _compile(schema, mode)
 
 
+ROOTED = {  # the root declares the anchor: it is outermost in every dynamic scope
+    "$id": "https://example.com/root",
+    "$ref": "list",
+    "$defs": {
+        "s": {"$dynamicAnchor": "item", "type": "string"},
+        "list": {"$id": "list", "type": "array", "items": {"$dynamicRef": "#item"},
+                 "$defs": {"bookend": {"$dynamicAnchor": "item"}}},
+    },
+}  # fmt: skip
 DYNAMIC = [  # (schema, valid, invalid): $dynamicRefs that can only land where a $ref would
     ({"type": "array", "items": {"$dynamicRef": "#item"}, "$defs": {"s": {"$dynamicAnchor": "item", **STR}}},
      [["a"], []], [[1], "a"]),
     ({"type": "array", "items": {"$dynamicRef": "#/$defs/s"}, "$defs": {"s": STR}}, [["a"]], [[1]]),
+    (ROOTED, [["a"], []], [[1], ["a", None]]),
     ({"properties": {"a": {"$dynamicRef": "#n"}, "b": {"$ref": "#n"}},
       "$defs": {"n": {"$anchor": "n", **NUM}}},
      [{"a": 1, "b": 2.5}], [{"a": "x"}, {"b": "x"}]),
@@ -486,16 +496,20 @@ def test_dynamic_refs_with_one_possible_target_are_refs(schema, valid, invalid):
 
 
 def test_dynamic_refs_with_several_possible_targets_stay_refused():
-    """Two resources declare the anchor: which one applies depends on the path taken."""
+    """Two resources declare the anchor and the root does not: which one applies depends on
+    the path taken (through `a` the items are strings, through `b` integers)."""
     schema = {
         "$id": "https://example.com/root",
-        "$ref": "list",
+        "anyOf": [{"$ref": "a"}, {"$ref": "b"}],
         "$defs": {
-            "item": {"$dynamicAnchor": "item", "type": "string"},
+            "a": {"$id": "a", "$ref": "list", "$defs": {"i": {"$dynamicAnchor": "item", "type": "string"}}},
+            "b": {"$id": "b", "$ref": "list", "$defs": {"i": {"$dynamicAnchor": "item", "type": "integer"}}},
             "list": {"$id": "list", "type": "array", "items": {"$dynamicRef": "#item"},
-                     "$defs": {"item": {"$dynamicAnchor": "item"}}},
+                     "$defs": {"i": {"$dynamicAnchor": "item"}}},
         },
     }  # fmt: skip
+    checker = jsonschema.Draft202012Validator(schema)
+    assert checker.is_valid(["x"]) and checker.is_valid([1]) and not checker.is_valid(["x", 1])
     with pytest.raises(ConstraintCompileError, match=r"\$dynamic"):
         _compile(schema)
 

@@ -270,7 +270,7 @@ def _prepare(name: str, schema: dict, rewrite: bool = True) -> tuple[set[str], b
             unknown.add(fmt)
 
     schemas.each_subschema(schema, change)
-    if rewrite and dynamic and schemas.plain_dynamic_refs(dynamic):
+    if rewrite and dynamic and schemas.plain_dynamic_refs(schema, dynamic):
         rewrote = True
     if rewrite and schemas.refs_to_nothing(schema):
         rewrote = True

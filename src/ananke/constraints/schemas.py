@@ -18,8 +18,10 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-from collections import Counter
+import re
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
@@ -643,15 +645,18 @@ def _implied(branch: Any, node: dict) -> bool:
     return kinds is not None and own_kinds is not None and own_kinds <= kinds
 
 
-def plain_dynamic_refs(nodes: list[dict]) -> bool:
-    """`$dynamicRef`s that can only land where a `$ref` would, as that `$ref`, in place, given the
+def plain_dynamic_refs(schema: dict, nodes: list[dict]) -> bool:
+    """`$dynamicRef`s that can only land in one place, as a `$ref` there, in place, given the
     document's `nodes` that have `$dynamicRef` or `$dynamicAnchor`. A `$dynamicRef` looks past
     its static target only when that target has a `$dynamicAnchor` of its name, and then picks
-    the outermost resource in the dynamic scope with one: with at most one `$dynamicAnchor` of
+    the outermost resource in the dynamic scope with one. With at most one `$dynamicAnchor` of
     that name in the document, that is the static target again (a JSON-pointer fragment never
-    looks further). A `$dynamicAnchor` no `$dynamicRef` looks for any more is an `$anchor` (as a
-    `$ref` sees it). Exact. True when something was rewritten."""
+    looks further); and the root resource is in every dynamic scope, outermost, so when it
+    declares the name once, that is where every such `$dynamicRef` ("#name") lands. A
+    `$dynamicAnchor` no `$dynamicRef` looks for any more is an `$anchor` (as a `$ref` sees it).
+    Exact. True when something was rewritten."""
     counts = Counter(node["$dynamicAnchor"] for node in nodes if isinstance(node.get("$dynamicAnchor"), str))
+    places = _anchor_places(schema) if any(n > 1 for n in counts.values()) else None
     still_dynamic = set()
     changed = False
     for node in nodes:
@@ -660,8 +665,11 @@ def plain_dynamic_refs(nodes: list[dict]) -> bool:
             continue
         fragment = ref.partition("#")[2]
         if fragment and not fragment.startswith("/") and counts[fragment] > 1:
-            still_dynamic.add(fragment)
-            continue
+            target = _root_landing(schema, node, ref, places) if places is not None else None
+            if target is None:
+                still_dynamic.add(fragment)
+                continue
+            ref = target
         del node["$dynamicRef"]
         if "$ref" in node:
             _and(node, {"$ref": ref})
@@ -675,6 +683,56 @@ def plain_dynamic_refs(nodes: list[dict]) -> bool:
             node["$anchor"] = name
             changed = True
     return changed
+
+
+@dataclass
+class _Places:
+    where: dict[int, tuple[str, str]]  # id(node) -> (its pointer, the pointer of its resource)
+    anchors: dict[tuple[str, str], list[tuple[str, bool]]]  # (resource, name) -> (pointer, dynamic)
+
+
+def _anchor_places(schema: dict) -> _Places:
+    places = _Places({}, defaultdict(list))
+
+    def walk(node: dict, pointer: str, resource: str) -> None:
+        if pointer and "$id" in node:
+            resource = pointer
+        places.where[id(node)] = (pointer, resource)
+        for keyword, dynamic in (("$anchor", False), ("$dynamicAnchor", True)):
+            if isinstance(node.get(keyword), str):
+                places.anchors[(resource, node[keyword])].append((pointer, dynamic))
+        for _, child_pointer, child in _children(node, pointer):
+            walk(child, child_pointer, resource)
+
+    walk(schema, "", "")
+    return places
+
+
+_POINTER_CHARS = re.compile(r"[A-Za-z0-9_$./~-]*")
+
+
+def _root_landing(schema: dict, node: dict, ref: str, places: _Places) -> str | None:
+    """Where `"$dynamicRef": "#name"` at `node` lands when the root resource declares the name
+    once with `$dynamicAnchor` (a `$ref` there), or its static target when that has a plain
+    `$anchor`; None when it may land elsewhere or this cannot tell."""
+    name = ref[1:] if ref.startswith("#") else None
+    if name is None or id(node) not in places.where:
+        return None
+    resource = places.where[id(node)][1]
+    static = places.anchors.get((resource, name), [])
+    if len(static) != 1:
+        return None
+    if not static[0][1]:
+        return ref  # a plain `$anchor`: where a `$ref` lands
+    at_root = [pointer for pointer, dynamic in places.anchors.get(("", name), []) if dynamic]
+    if len(at_root) != 1 or not _POINTER_CHARS.fullmatch(at_root[0]):
+        return None
+    if resource == "":
+        return f"#{at_root[0]}"
+    base = schema.get("$id")
+    if not isinstance(base, str) or ":" not in base:
+        return None  # no absolute base to name the root resource from inside another one
+    return f"{base.split('#')[0]}#{at_root[0]}"
 
 
 def refs_to_nothing(schema: dict) -> bool:
