@@ -294,13 +294,11 @@ def plain_not(node: dict) -> None:
         if not all(isinstance(v, str) for v in values):  # other scalars: per kind what they leave
             if "type" in inner or not _negate_values(node, values, node_kinds):
                 return
-            del node["not"]
+        elif ("type" in inner and inner["type"] != "string") or (
+            sum(map(len, values)) > NOT_ENUM_MAX_CHARS or max(map(len, values)) > NOT_ENUM_MAX_VALUE
+        ):
             return
-        if "type" in inner and inner["type"] != "string":
-            return
-        if sum(map(len, values)) > NOT_ENUM_MAX_CHARS or max(map(len, values)) > NOT_ENUM_MAX_VALUE:
-            return
-        if "string" in node_kinds:
+        elif "string" in node_kinds:
             pattern = _other_strings(values)
             if "pattern" in node:
                 _and(node, {"pattern": pattern})
@@ -325,51 +323,8 @@ def plain_not(node: dict) -> None:
             alternatives = [others_schema, *({"type": "object", **a} for a in alternatives)]
         else:
             _set_kinds(node, others)
-        if len(alternatives) == 1:
-            _and(node, alternatives[0])
-        elif alternatives or not others:  # none and no other type: nothing passes
-            _and(node, {"anyOf": alternatives} if alternatives else False)
-    elif keys - {"type"} and keys - {"type"} <= _BOUNDS.keys():
-        if not _negate_bounds(node, inner, keys - {"type"}, node_kinds):
-            return
-    elif keys in ({"enum"}, {"const"}, {"enum", "type"}, {"const", "type"}):
-        values = [inner["const"]] if "const" in inner else inner["enum"]
-        if not values or not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            return
-        if "type" in inner and inner["type"] != "string":
-            return
-        if sum(map(len, values)) > NOT_ENUM_MAX_CHARS or max(map(len, values)) > NOT_ENUM_MAX_VALUE:
-            return
-        if "string" in node_kinds:
-            pattern = _other_strings(values)
-            if "pattern" in node:
-                _and(node, {"pattern": pattern})
-            else:
-                node["pattern"] = pattern
-    elif keys in ({"properties"}, {"properties", "required"}) and isinstance(inner["properties"], dict):
-        # not (each present k is S_k, each required key present): an object that lacks a
-        # required key or has a k whose value is not S_k (a non-object passes the inner)
-        names = inner.get("required", [])
-        if not isinstance(names, list) or not all(isinstance(k, str) for k in names):
-            return
-        alternatives = []
-        for name, schema in inner["properties"].items():
-            negated = {"not": schema}
-            plain_not(negated)
-            if "not" in negated:
-                return
-            if negated != {"allOf": [False]}:  # S_k is `true`: no value is not S_k
-                present = {} if name in names else {"required": [name]}  # else absent passes too
-                alternatives.append({"properties": {name: negated}, **present})
-            elif name in names:
-                alternatives.append({"properties": {name: False}})
-        absent = [k for k in dict.fromkeys(names) if k not in inner["properties"]]
-        alternatives += [{"properties": {k: False}} for k in absent]
-        _set_kinds(node, node_kinds & {"object"})
-        if len(alternatives) == 1:
-            _and(node, alternatives[0])
-        else:  # none: every object passes the inner
-            _and(node, {"anyOf": alternatives} if alternatives else False)
+        if alternatives or not others:  # none and no other type: nothing passes
+            _and_any_of(node, alternatives)
     else:
         return
     del node["not"]
@@ -416,10 +371,7 @@ def _negate_bounds(node: dict, inner: dict, bounds: set[str], node_kinds: set[st
             if broken is not None:
                 alternatives.append({**broken})
                 _set_kinds(alternatives[-1], within)
-    if len(alternatives) == 1:
-        _and(node, alternatives[0])
-    else:
-        _and(node, {"anyOf": alternatives} if alternatives else False)
+    _and_any_of(node, alternatives)
     return True
 
 
@@ -461,10 +413,7 @@ def _negate_values(node: dict, values: list, node_kinds: set[str]) -> bool:
         if numbers:
             bounds = [{"exclusiveMaximum": numbers[0]}, *between, {"exclusiveMinimum": numbers[-1]}]
         alternatives += [{"type": kind[0], **bound} for bound in bounds]
-    if len(alternatives) == 1:
-        _and(node, alternatives[0])
-    else:
-        _and(node, {"anyOf": alternatives} if alternatives else False)
+    _and_any_of(node, alternatives)
     return True
 
 
@@ -560,6 +509,14 @@ def _set_kinds(node: dict, kinds: set[str]) -> None:
 
 def _and(node: dict, *schemas: Any) -> None:
     node["allOf"] = [*node.get("allOf", []), *schemas]
+
+
+def _and_any_of(node: dict, alternatives: list) -> None:
+    """`node` and one of `alternatives` (none: nothing is valid)."""
+    if len(alternatives) == 1:
+        _and(node, alternatives[0])
+    else:
+        _and(node, {"anyOf": alternatives} if alternatives else False)
 
 
 def plain_one_of(node: dict) -> bool:
