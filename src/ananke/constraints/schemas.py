@@ -64,6 +64,12 @@ def subschemas(schema: Any, pointer: str = "") -> list[tuple[str, dict]]:
     return found
 
 
+def has_nested_ids(schema: Any) -> bool:
+    """Whether a subschema below the root has its own `$id` (a "#/…" inside it then names a
+    place in that resource, not in the document)."""
+    return any("$id" in node for pointer, node in subschemas(schema) if pointer)
+
+
 def each_subschema(schema: Any, change: Callable[[dict], None]) -> None:
     """`change(node)` in place on each object subschema, a parent before its children (which are
     found after the change); no pointers are built: the path every compile takes."""
@@ -560,7 +566,7 @@ def exact_one_ofs(schema: dict) -> bool:
     is a local `$ref` is negated through its target (not in a document with nested `$id`s, where
     "#/…" may name a place in another resource). For the `oneOf`s llguidance cannot prove
     exclusive. True when one was rewritten."""
-    nested_ids = any("$id" in node for pointer, node in subschemas(schema) if pointer)
+    nested_ids = has_nested_ids(schema)
     changed = False
     for _, node in subschemas(schema):
         branches = node.get("oneOf")
@@ -706,9 +712,9 @@ def refs_to_nothing(schema: dict) -> bool:
     }  # fmt: skip
     if not nothing:
         return False
-    nodes = [node for _, node in subschemas(schema)]
-    if any("$id" in node for node in nodes[1:]):
+    if has_nested_ids(schema):
         return False
+    nodes = [node for _, node in subschemas(schema)]
     refs = [node for node in nodes if isinstance(node.get("$ref"), str)]
     if any(ref["$ref"] not in nothing and ref["$ref"].startswith(tuple(nothing)) for ref in refs):
         return False
@@ -980,7 +986,7 @@ def close_objects(schema: Any) -> list[str]:
     def nested_ids() -> bool:
         """Whether a subschema has its own `$id` (a "#/…" inside it then names a place in it,
         which _resolve does not follow)."""
-        return any("$id" in node for pointer, node in subschemas(schema) if pointer)
+        return has_nested_ids(schema)
 
     def walk(node: dict, pointer: str, closable: bool) -> None:
         path.append(pointer)
